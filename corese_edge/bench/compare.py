@@ -1,0 +1,148 @@
+"""``corese-edge bench --compare EXPORT_DIR``: one table over every artifact of an export folder.
+
+Columns: format, precision, size (MB), accuracy and its drop from FP32 (read from the export's
+``drift_report.json``), p50 latency at batch 1, and the best throughput with its batch.  Artifacts
+this machine cannot run (a ``.plan`` without a GPU or TensorRT) keep a row that says why.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from corese_edge.bench.machine import describe, machine_info
+from corese_edge.bench.timing import SCHEMA, BenchSettings, benchmark_runner
+from corese_edge.errors import UserError
+
+log = logging.getLogger(__name__)
+
+COMPARE_SCHEMA = "corese-edge/bench-compare/1"
+SUFFIX_KIND = {".onnx": "onnx", ".plan": "trt", ".engine": "trt"}
+
+
+@dataclass(frozen=True)
+class ArtifactEntry:
+    name: str  # drift-report key: onnx-fp32, onnx-fp16, onnx-int8, trt-fp16, trt-int8 ...
+    path: Path
+    format: str
+    precision: str
+
+
+def find_artifacts(export_dir: str | os.PathLike) -> list[ArtifactEntry]:
+    """The models in an export folder, named as the drift report names them."""
+    from corese_edge.runtime.ort import precision_from_name
+
+    root = Path(export_dir)
+    if not root.is_dir():
+        raise UserError(f"export folder not found: {root}")
+    out = []
+    for p in sorted(root.iterdir()):
+        kind = SUFFIX_KIND.get(p.suffix.lower())
+        if kind is None or not p.is_file() or p.name.startswith("."):
+            continue
+        precision = precision_from_name(p)
+        name = f"{kind}-{precision}"
+        extra = [part for part in p.name.lower().split(".")[1:-1] if part not in (precision,)]
+        if extra:  # e.g. model.embed.onnx: keep it apart from the plain fp32 graph
+            name += "-" + "-".join(extra)
+        out.append(ArtifactEntry(name, p, "tensorrt" if kind == "trt" else "onnx", precision))
+    if not out:
+        raise UserError(f"{root} holds no .onnx or .plan files: point --compare at an export folder")
+    return out
+
+
+def read_drift(export_dir: Path) -> dict[str, Any]:
+    path = export_dir / "drift_report.json"
+    if not path.is_file():
+        return {}
+    try:
+        return json.loads(path.read_text())
+    except ValueError as exc:
+        raise UserError(f"{path}: not valid JSON ({exc})") from None
+
+
+def compare_export(
+    export_dir: str | os.PathLike,
+    settings: BenchSettings,
+    runner_options: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Benchmark every artifact at ``settings.batches``; returns the compare document."""
+    from corese_edge.runtime.artifacts import open_runner
+
+    root = Path(export_dir)
+    entries = find_artifacts(root)
+    drift = read_drift(root)
+    drift_artifacts = drift.get("artifacts", {}) if isinstance(drift, dict) else {}
+    machine = machine_info()
+    rows, results = [], []
+    for entry in entries:
+        row: dict[str, Any] = {
+            "name": entry.name,
+            "file": entry.path.name,
+            "format": entry.format,
+            "precision": entry.precision,
+            "size_mb": round(entry.path.stat().st_size / 1e6, 2),
+        }
+        d = drift_artifacts.get(entry.name) or drift_artifacts.get(entry.name.replace("trt-", "tensorrt-"))
+        if isinstance(d, dict):
+            if "accuracy" in d:
+                row["accuracy"] = d["accuracy"]
+            if "accuracy_drop_pp" in d:
+                row["accuracy_drop_pp"] = d["accuracy_drop_pp"]
+        runner = open_runner(entry.path, **(runner_options or {}))
+        try:
+            runner.activate()
+            ran = []
+            for b in settings.batches:
+                if runner.max_batch is not None and b > runner.max_batch:
+                    continue
+                r = benchmark_runner(runner, int(b), settings)
+                r["name"] = entry.name
+                ran.append(r)
+            results += ran
+            b1 = [r for r in ran if r["batch"] == 1]
+            if b1:
+                row["p50_ms_batch1"] = b1[0]["latency_ms"]["median"]
+            if ran:
+                best = max(ran, key=lambda r: r["throughput_ips"])
+                row["best_ips"] = best["throughput_ips"]
+                row["best_batch"] = best["batch"]
+            row["status"] = "ok"
+        except UserError as exc:
+            row["status"] = f"not run: {exc}"
+            log.info("%s: %s", entry.path, exc)
+        finally:
+            runner.close()
+        rows.append(row)
+    return {
+        "schema": COMPARE_SCHEMA,
+        "bench_schema": SCHEMA,
+        "export_dir": str(root),
+        "device": machine,
+        "machine": describe(machine),
+        "settings": settings.to_dict(),
+        "drift_reference": drift.get("reference") if isinstance(drift, dict) else None,
+        "rows": rows,
+        "results": results,
+    }
+
+
+def format_compare(doc: dict[str, Any]) -> str:
+    def fmt(v: Any, spec: str) -> str:
+        return format(v, spec) if isinstance(v, (int, float)) else "-"
+
+    lines = [f"machine: {doc['machine']}",
+             f"{'artifact':18} {'format':9} {'prec':5} {'MB':>8} {'acc %':>7} {'drop pp':>8} {'p50 b1 ms':>10} {'best img/s':>11} {'@batch':>6}  status"]
+    for r in doc["rows"]:
+        acc = r.get("accuracy")
+        if isinstance(acc, (int, float)) and acc <= 1.0:
+            acc = acc * 100.0  # drift reports may store a fraction
+        lines.append(
+            f"{r['name']:18} {r['format']:9} {r['precision']:5} {r['size_mb']:>8.2f} {fmt(acc, '7.2f'):>7} "
+            f"{fmt(r.get('accuracy_drop_pp'), '8.2f'):>8} {fmt(r.get('p50_ms_batch1'), '10.3f'):>10} "
+            f"{fmt(r.get('best_ips'), '11.1f'):>11} {fmt(r.get('best_batch'), 'd'):>6}  {r['status']}"
+        )
+    return "\n".join(lines)

@@ -1,0 +1,322 @@
+"""The benchmark suite behind ``python benchmarks/run.py`` and ``corese-edge bench --suite``.
+
+It runs the matrix backends x precisions x batch sizes for ``coresse`` and ``coresse-lite``,
+appends the results, with the machine, to ``benchmarks/results/<machine>.json`` and regenerates
+``benchmarks/RESULTS.md`` (tables and plots) from every results file.
+
+Speed does not depend on the weights, so the models are randomly initialised (no download); the
+INT8 model is ONNX Runtime's CPU flavour (U8S8 Q/DQ, ``quantize_static``) calibrated on random
+inputs, which fixes its speed but says nothing of its accuracy (the export's drift report does).
+Combinations this machine cannot run (TensorRT without a GPU, FP16 kernels ONNX Runtime's CPU
+provider lacks) are listed with the reason, never timed or invented.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import logging
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterable, Sequence
+
+import numpy as np
+
+from corese_edge.atomic import write_json, write_text
+from corese_edge.bench.machine import describe, machine_info, machine_slug
+from corese_edge.bench.timing import BenchSettings, benchmark_runner
+from corese_edge.errors import UserError
+
+log = logging.getLogger(__name__)
+
+RESULTS_SCHEMA = "corese-edge/bench-results/1"
+ROOT = Path(__file__).resolve().parents[2]
+DEFAULT_RESULTS = ROOT / "benchmarks" / "results"
+DEFAULT_MARKDOWN = ROOT / "benchmarks" / "RESULTS.md"
+
+
+@dataclass(frozen=True)
+class SuiteConfig:
+    models: tuple[str, ...] = ("coresse", "coresse-lite")
+    backends: tuple[str, ...] = ("ort", "torch", "trt")
+    precisions: tuple[str, ...] = ("fp32", "fp16", "int8")
+    batches: tuple[int, ...] = (1, 8)
+    warmup_ms: float = 200.0
+    duration_s: float = 1.0
+    min_iterations: int = 5
+    threads: int | None = None
+    img_size: int = 224
+    calib_images: int = 8
+    results_dir: str = str(DEFAULT_RESULTS)
+    markdown: str = str(DEFAULT_MARKDOWN)
+    work_dir: str | None = None
+
+
+# -- model preparation ---------------------------------------------------------------------------
+def make_checkpoint(variant: str, out: Path, img_size: int = 224, num_classes: int = 7, seed: int = 0) -> Path:
+    """A randomly initialised corese-edge checkpoint (for speed measurements only)."""
+    import torch
+
+    from corese_edge.model import CoResSE
+    from corese_edge.model.checkpoint import Checkpoint
+    from corese_edge.preprocessing import Preprocessing
+
+    torch.manual_seed(seed)
+    model = CoResSE(variant, num_classes)
+    names = ["Surprise", "Fear", "Disgust", "Happiness", "Sadness", "Anger", "Neutral"][:num_classes]
+    ckpt = Checkpoint(
+        path=None, variant=variant, num_classes=num_classes, se_mode="sample", class_names=names,
+        preprocessing=Preprocessing(size=img_size), state_dict=model.state_dict(), kind="bench-random-init",
+    )
+    return ckpt.save(out)
+
+
+def convert_fp16(onnx_in: Path, onnx_out: Path) -> Path:
+    """FP16 graph with FP32 inputs and outputs (onnxconverter-common, keep_io_types)."""
+    import onnx
+    from onnxconverter_common import float16
+
+    model = float16.convert_float_to_float16(onnx.load(str(onnx_in)), keep_io_types=True)
+    onnx.save(model, str(onnx_out))
+    return onnx_out
+
+
+def quantize_u8s8(onnx_in: Path, onnx_out: Path, calib: Sequence[np.ndarray]) -> Path:
+    """ONNX Runtime's CPU-flavour INT8: U8 activations, S8 per-channel weights, Q/DQ format."""
+    import onnx
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    class Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            self._it = iter([{"input": x} for x in calib])
+
+        def get_next(self) -> dict[str, np.ndarray] | None:
+            return next(self._it, None)
+
+    pre = onnx_out.with_name(onnx_out.stem + ".pre.onnx")
+    try:
+        quant_pre_process(str(onnx_in), str(pre), skip_symbolic_shape=True)
+        quantize_static(
+            str(pre), str(onnx_out), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
+            activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+        )
+    finally:
+        if pre.exists():
+            pre.unlink()
+    # keep the corese-edge metadata (class names, preprocessing) on the quantized graph
+    src, dst = onnx.load(str(onnx_in), load_external_data=False), onnx.load(str(onnx_out))
+    del dst.metadata_props[:]
+    for p in src.metadata_props:
+        e = dst.metadata_props.add()
+        e.key, e.value = p.key, p.value
+    onnx.save(dst, str(onnx_out))
+    return onnx_out
+
+
+def prepare_models(variant: str, work: Path, img_size: int, calib_images: int, precisions: Iterable[str]) -> dict[str, Path]:
+    """``{"checkpoint", "fp32", "fp16", "int8"}`` paths for ``variant`` (only what ``precisions`` need)."""
+    from corese_edge.export.onnx_fp32 import export_onnx
+
+    work.mkdir(parents=True, exist_ok=True)
+    paths = {"checkpoint": make_checkpoint(variant, work / f"{variant}.pt", img_size)}
+    paths["fp32"] = export_onnx(paths["checkpoint"], work / "model.onnx")
+    if "fp16" in precisions:
+        paths["fp16"] = convert_fp16(paths["fp32"], work / "model.fp16.onnx")
+    if "int8" in precisions:
+        rng = np.random.default_rng(0)
+        calib = [rng.uniform(-1, 1, (1, 3, img_size, img_size)).astype(np.float32) for _ in range(calib_images)]
+        paths["int8"] = quantize_u8s8(paths["fp32"], work / "model.int8.onnx", calib)
+    return paths
+
+
+# -- the matrix ----------------------------------------------------------------------------------
+def trt_unavailable_reason() -> str | None:
+    """Why TensorRT rows cannot run here, or None when a GPU and TensorRT are present."""
+    from corese_edge.bench.machine import gpus
+
+    found, why = gpus()
+    if not found:
+        return f"no NVIDIA GPU on this machine ({why})"
+    try:
+        import tensorrt  # noqa: F401
+    except ImportError:
+        return "TensorRT (with its builder) is not installed; build engines on the target and use corese-edge bench --compare"
+    return None
+
+
+def run_suite(cfg: SuiteConfig = SuiteConfig(), progress: Callable[[str], None] = print) -> dict[str, Any]:
+    """Run the matrix, append it to the machine's results file, regenerate RESULTS.md."""
+    from corese_edge.runtime.ort import OrtRunner
+    from corese_edge.runtime.torch_runner import TorchRunner
+
+    settings = BenchSettings(
+        batches=tuple(cfg.batches), warmup_ms=cfg.warmup_ms, duration_s=cfg.duration_s,
+        min_iterations=cfg.min_iterations, telemetry=True,
+    )
+    machine = machine_info()
+    progress(f"machine: {describe(machine)}")
+    results: list[dict[str, Any]] = []
+    skipped: list[dict[str, Any]] = []
+    trt_reason = trt_unavailable_reason() if "trt" in cfg.backends else None
+    with tempfile.TemporaryDirectory(prefix="corese-suite-", dir=cfg.work_dir) as tmp:
+        for variant in cfg.models:
+            progress(f"[{variant}] preparing models (random init, {cfg.img_size} px)")
+            paths = prepare_models(variant, Path(tmp) / variant, cfg.img_size, cfg.calib_images, cfg.precisions)
+            for backend in cfg.backends:
+                for precision in cfg.precisions:
+                    reason = None
+                    runner = None
+                    if backend == "ort":
+                        runner = OrtRunner(paths[precision], providers="cpu", threads=cfg.threads)
+                    elif backend == "torch":
+                        if precision != "fp32":
+                            reason = f"PyTorch eager {precision} is a GPU path (see benchmarks/gpu_backends.py)"
+                        else:
+                            runner = TorchRunner(paths["checkpoint"], threads=cfg.threads)
+                    elif backend == "trt":
+                        if precision == "fp32":
+                            continue  # engines are built from the FP16 and INT8 graphs only
+                        reason = trt_reason or "TensorRT rows need an engine built on this machine (corese-edge build-engine)"
+                    else:
+                        raise UserError(f"unknown backend {backend!r} (ort, torch, trt)")
+                    if runner is not None:
+                        try:
+                            runner.activate()
+                            for b in cfg.batches:
+                                progress(f"[{variant}] {backend} {precision} batch {b}")
+                                r = benchmark_runner(runner, int(b), settings)
+                                r["model"] = variant
+                                r["artifact"] = Path(r["artifact"]).name
+                                results.append(r)
+                        except UserError as exc:
+                            reason = str(exc)
+                        finally:
+                            runner.close()
+                    if reason is not None:
+                        progress(f"[{variant}] {backend} {precision}: not run ({reason})")
+                        skipped.append({"model": variant, "backend": backend, "precision": precision, "reason": reason})
+    run = {
+        "kind": "suite",
+        "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "settings": {**settings.to_dict(), "threads": cfg.threads, "img_size": cfg.img_size,
+                     "weights": "random init (speed only)", "int8_flavour": "cpu (U8S8 Q/DQ, random calibration)"},
+        "results": results,
+        "not_run": skipped,
+    }
+    path = append_run(cfg.results_dir, machine, run)
+    render_markdown(cfg.results_dir, cfg.markdown)
+    progress(f"results appended to {path}; {cfg.markdown} regenerated")
+    return run
+
+
+# -- results files and RESULTS.md ----------------------------------------------------------------
+def append_run(results_dir: str | os.PathLike, machine: dict[str, Any], run: dict[str, Any]) -> Path:
+    """Append ``run`` to ``results_dir/<machine slug>.json`` (created with the machine description)."""
+    path = Path(results_dir) / f"{machine_slug(machine)}.json"
+    if path.is_file():
+        doc = json.loads(path.read_text())
+    else:
+        doc = {"schema": RESULTS_SCHEMA, "machine": machine, "description": describe(machine), "runs": []}
+    doc["machine"] = machine
+    doc["description"] = describe(machine)
+    doc["runs"].append(run)
+    write_json(path, doc)
+    return path
+
+
+def _latest(runs: list[dict[str, Any]], kind: str) -> dict[str, dict[str, Any]]:
+    """The latest run of ``kind`` per name (suite runs share one name)."""
+    out: dict[str, dict[str, Any]] = {}
+    for run in runs:
+        if run.get("kind") == kind:
+            out[run.get("name", kind)] = run
+    return out
+
+
+def render_markdown(results_dir: str | os.PathLike, markdown: str | os.PathLike) -> Path:
+    """Regenerate RESULTS.md (and its plots under ``results_dir/plots``) from every results file."""
+    from corese_edge.bench.report import plot_vs_batch, series_from_results
+
+    results_dir, markdown = Path(results_dir), Path(markdown)
+    lines = [
+        "# Benchmark results",
+        "",
+        "Generated by `python benchmarks/run.py` (or `corese-edge bench --suite`) and the ratio benchmarks in",
+        "`benchmarks/` from the JSON files in `benchmarks/results/`; do not edit by hand.",
+        "",
+        "Metrics follow trtexec: latency is H2D + GPU compute + D2H on TensorRT and the host wall time of one",
+        "inference call on ONNX Runtime and PyTorch; throughput is queries (images) over the total host wall time,",
+        "one query in flight. p50 is the median; percentiles are trtexec's nearest-rank ones.",
+        "",
+    ]
+    files = sorted(results_dir.glob("*.json")) if results_dir.is_dir() else []
+    for f in files:
+        doc = json.loads(f.read_text())
+        if doc.get("schema") != RESULTS_SCHEMA:
+            continue
+        slug = f.stem
+        lines += [f"## {doc['description']}", ""]
+        versions = doc["machine"].get("versions", {})
+        lines.append("Versions: " + ", ".join(f"{k} {v}" for k, v in versions.items() if v) + ".")
+        if not doc["machine"].get("gpus"):
+            lines.append(f"No GPU here ({doc['machine'].get('no_gpu_reason', 'none found')}): GPU and TensorRT rows were **not executed** on this machine.")
+        lines.append("")
+        for name, run in _latest(doc["runs"], "suite").items():
+            lines += _suite_section(run, slug, results_dir, plot_vs_batch, series_from_results, markdown.parent)
+        ratio_runs = _latest(doc["runs"], "ratios")
+        if ratio_runs:
+            lines += ["### Ratios measured in one run", "",
+                      "| benchmark | measurement | value | target | verdict | date |", "| --- | --- | --- | --- | --- | --- |"]
+            for name, run in ratio_runs.items():
+                for item in run["items"]:
+                    lines.append(
+                        f"| {name} | {item['what']} | {item['value']} | {item.get('target', '')} | "
+                        f"{item.get('verdict', '')} | {run['date'][:10]} |"
+                    )
+            lines.append("")
+            for name, run in ratio_runs.items():
+                if run.get("notes"):
+                    lines.append(f"*{name}*: {run['notes']}")
+                    lines.append("")
+        for name, run in _latest(doc["runs"], "gpu").items():
+            lines += _suite_section(run, slug + "-gpu", results_dir, plot_vs_batch, series_from_results, markdown.parent, title="### GPU run")
+    if not files:
+        lines.append("No results recorded yet: run `python benchmarks/run.py`.")
+    write_text(markdown, "\n".join(lines).rstrip() + "\n")
+    return markdown
+
+
+def _suite_section(run, slug, results_dir, plot_vs_batch, series_from_results, md_dir, title="### Suite") -> list[str]:
+    s = run["settings"]
+    lines = [
+        f"{title} ({run['date'][:10]})",
+        "",
+        f"Settings: warm-up {s.get('warmup_ms')} ms, at least {s.get('duration_s')} s and {s.get('min_iterations')} "
+        f"queries per point, threads {s.get('threads') or 'default'}, CUDA graph {s.get('cuda_graph')}, "
+        f"transfers included {s.get('include_transfers')}, weights: {s.get('weights', 'n/a')}, INT8: {s.get('int8_flavour', 'n/a')}.",
+        "",
+        "| model | backend | precision | batch | p50 ms | p90 ms | p99 ms | CV % | images/s |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for r in run["results"]:
+        lat = r["latency_ms"]
+        lines.append(
+            f"| {r.get('model', '')} | {r['backend']} | {r['precision']} | {r['batch']} | {lat['median']:.2f} | "
+            f"{lat['p90']:.2f} | {lat['p99']:.2f} | {lat['cv'] * 100:.1f} | {r['throughput_ips']:.1f} |"
+        )
+    for r in run.get("not_run", []):
+        lines.append(f"| {r['model']} | {r['backend']} | {r['precision']} | - | not run: {r['reason']} | | | | |")
+    lines.append("")
+    plots = results_dir / "plots"
+    plots.mkdir(parents=True, exist_ok=True)
+    models = sorted({r.get("model", "") for r in run["results"]})
+    for model in models:
+        series = series_from_results([r for r in run["results"] if r.get("model", "") == model])
+        if not series:
+            continue
+        out = plot_vs_batch(series, plots / f"{slug}-{model or 'model'}.png", f"{model}: latency and throughput vs batch")
+        rel = os.path.relpath(out, md_dir)
+        lines += [f"![{model} latency and throughput vs batch]({rel})", ""]
+    return lines

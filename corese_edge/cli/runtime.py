@@ -1,0 +1,173 @@
+"""CLI: predict, env, bench (thin layers over corese_edge.runtime, .env_report and .bench)."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from corese_edge.errors import UserError
+
+CUDA_BACKENDS = ["auto", "cuda-python", "pycuda"]
+
+
+@click.command("predict", epilog="""\b
+Examples:
+  corese-edge predict face.jpg --model export/model.onnx
+  corese-edge predict photos/ --model export/model.int8.plan --faces --json > preds.json
+  corese-edge predict clip.mp4 --model export/model.fp16.plan --faces --every 5
+  corese-edge predict a.jpg b.png --model runs/rafdb/checkpoints/swa_final.pt
+""")
+@click.argument("inputs", nargs=-1, required=True, type=click.Path())
+@click.option("--model", "-m", "model", required=True, type=click.Path(), help="A .plan/.engine (TensorRT), .onnx (ONNX Runtime) or .pt (PyTorch) artifact.")
+@click.option("--faces/--no-faces", default=False, help="Detect the largest face (Haar cascade) and crop it RAF-DB style.  [default: no-faces]")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@click.option("--providers", help="ONNX Runtime providers, comma-separated (cpu, cuda, tensorrt).  [default: cuda if available, then cpu]")
+@click.option("--threads", type=int, help="ONNX Runtime / torch CPU threads.")
+@click.option("--cuda-backend", type=click.Choice(CUDA_BACKENDS), default="auto", show_default=True, help="CUDA layer of the TensorRT runner.")
+@click.option("--batch-size", type=int, help="Images per inference call (capped at the engine's maximum batch).")
+@click.option("--every", type=int, default=1, show_default=True, help="Video: classify every N-th frame.")
+@click.option("--smoothing", type=float, default=0.6, show_default=True, help="Video: EMA momentum of the probabilities (0 = none).")
+def predict_command(inputs, model, faces, as_json, providers, threads, cuda_backend, batch_size, every, smoothing) -> None:
+    """Classify the facial expression in images, folders of images or a video file."""
+    from corese_edge.runtime.classifier import ExpressionClassifier
+    from corese_edge.runtime.inputs import collect_inputs, predict_inputs
+
+    items = collect_inputs(inputs)
+    with ExpressionClassifier.from_artifact(
+        model, faces=faces, batch_size=batch_size, providers=providers, threads=threads, cuda_backend=cuda_backend,
+    ) as clf:
+        rows = list(predict_inputs(clf, items, every=every, momentum=smoothing))
+        if as_json:
+            doc = {
+                "schema": "corese-edge/predictions/1",
+                "model": str(model),
+                "class_names": list(clf.class_names),
+                "faces": faces,
+                "predictions": rows,
+            }
+            click.echo(json.dumps(doc, indent=2))
+            return
+    width = max(len(r["input"]) for r in rows) if rows else 10
+    click.echo(f"{'input':{width}}  {'frame':>6}  {'label':12} {'conf':>6}  box")
+    for r in rows:
+        frame = "" if r["frame"] is None else str(r["frame"])
+        box = "" if r["box"] is None else ",".join(str(v) for v in r["box"])
+        click.echo(f"{r['input']:{width}}  {frame:>6}  {r['label']:12} {r['confidence']:>6.3f}  {box}")
+
+
+@click.command("env", epilog="""\b
+Examples:
+  corese-edge env
+  corese-edge env --json > env.json
+""")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def env_command(as_json: bool) -> None:
+    """Versions (Python, torch, ONNX Runtime, TensorRT, CUDA, GPU, JetPack) and what can run here."""
+    from corese_edge.env_report import collect_env, format_env
+
+    report = collect_env()
+    click.echo(json.dumps(report, indent=2, default=str) if as_json else format_env(report))
+
+
+@click.command("bench", epilog="""\b
+Examples:
+  corese-edge bench --engine export/model.int8.plan --batch 1,8,32
+  corese-edge bench --engine model.fp16.plan --cuda-graph --no-transfers --json b.json
+  corese-edge bench --onnx export/model.onnx --providers cpu --threads 2 --duration-s 2
+  corese-edge bench --checkpoint runs/rafdb/checkpoints/swa_final.pt --iterations 20
+  corese-edge bench --onnx model.int8.onnx --end-to-end      # + preprocessing of uint8 frames
+  corese-edge bench --compare export/                         # every artifact + drift report
+  corese-edge bench --suite                                   # benchmarks/ matrix -> RESULTS.md
+""")
+@click.option("--engine", type=click.Path(), help="A TensorRT .plan (with its .plan.json sidecar).")
+@click.option("--onnx", "onnx_path", type=click.Path(), help="An ONNX model, run with ONNX Runtime.")
+@click.option("--checkpoint", type=click.Path(), help="A corese-edge .pt checkpoint, run with PyTorch eager (reference).")
+@click.option("--compare", "compare_dir", type=click.Path(), help="Benchmark every artifact of an export folder in one table.")
+@click.option("--suite", is_flag=True, help="Run the benchmarks/ suite (coresse and coresse-lite, backends x precisions x batches).")
+@click.option("--providers", help="ONNX Runtime providers, comma-separated (cpu, cuda, tensorrt).")
+@click.option("--threads", type=int, help="ONNX Runtime intra-op / torch threads.  [default: the library's]")
+@click.option("--device", default=None, help="--checkpoint: cpu or cuda[:N]; --engine: GPU index.  [default: cpu / 0]")
+@click.option("--fp16", "half", is_flag=True, help="--checkpoint on CUDA: run the model in FP16.")
+@click.option("--batch", "batch", help="Batch sizes, comma-separated, e.g. 1,8,32.  [default: 1; 1,8 with --suite]")
+@click.option("--warmup-ms", type=float, default=200.0, show_default=True, help="Warm-up time before timing.")
+@click.option("--duration-s", type=float, help="Minimum timed duration per batch.  [default: 3; 1 with --suite]")
+@click.option("--iterations", type=int, help="Time exactly N queries instead of a duration.")
+@click.option("--cuda-graph/--no-cuda-graph", default=False, show_default=True, help="TensorRT: replay the enqueue as a CUDA graph.")
+@click.option("--include-transfers/--no-transfers", default=True, show_default=True, help="TensorRT: time H2D and D2H copies (trtexec --noDataTransfers to exclude).")
+@click.option("--end-to-end", is_flag=True, help="Also time preprocessing of 100x100 uint8 frames plus inference.")
+@click.option("--cuda-backend", type=click.Choice(CUDA_BACKENDS), default="auto", show_default=True, help="CUDA layer of the TensorRT runner.")
+@click.option("--json", "json_path", type=click.Path(), help="Write the report as JSON (schema corese-edge/bench/1).")
+def bench_command(engine, onnx_path, checkpoint, compare_dir, suite, providers, threads, device, half, batch,
+                  warmup_ms, duration_s, iterations, cuda_graph, include_transfers, end_to_end, cuda_backend, json_path) -> None:
+    """Benchmark a model the way trtexec measures: latency, throughput, GPU compute, H2D/D2H, enqueue."""
+    from corese_edge.bench.timing import BenchSettings, parse_batches
+
+    chosen = [name for name, v in (("--engine", engine), ("--onnx", onnx_path), ("--checkpoint", checkpoint),
+                                   ("--compare", compare_dir), ("--suite", suite)) if v]
+    if len(chosen) != 1:
+        raise UserError("give exactly one of --engine, --onnx, --checkpoint, --compare or --suite"
+                        + (f" (got {', '.join(chosen)})" if chosen else ""))
+    if iterations is not None and duration_s is not None:
+        raise UserError("--duration-s and --iterations exclude each other")
+    if suite:
+        from corese_edge.bench.suite import SuiteConfig, run_suite
+
+        cfg = SuiteConfig(
+            batches=parse_batches(batch) if batch else SuiteConfig.batches,
+            warmup_ms=warmup_ms, duration_s=duration_s if duration_s is not None else SuiteConfig.duration_s,
+            threads=threads,
+        )
+        run_suite(cfg, progress=lambda m: click.echo(m, err=True))
+        return
+
+    settings = BenchSettings(
+        batches=parse_batches(batch or "1"), warmup_ms=warmup_ms, duration_s=duration_s if duration_s is not None else 3.0,
+        iterations=iterations, cuda_graph=cuda_graph, include_transfers=include_transfers, end_to_end=end_to_end,
+    )
+    runner_options = {"providers": providers, "threads": threads, "cuda_backend": cuda_backend, "cuda_graph": cuda_graph,
+                      "device": device, "half": half or None}
+
+    if compare_dir:
+        from corese_edge.bench.compare import compare_export, format_compare
+        from corese_edge.bench.report import plot_vs_batch, series_from_results, write_report
+
+        doc = compare_export(compare_dir, settings, runner_options)
+        out = Path(json_path) if json_path else Path(compare_dir) / "bench_compare.json"
+        write_report(out, doc)
+        series = series_from_results(doc["results"], label_keys=("name",))
+        if series:
+            plot = plot_vs_batch(series, out.with_suffix(".png"), f"{compare_dir}: latency and throughput vs batch ({doc['machine']})")
+            click.echo(f"plot: {plot}", err=True)
+        click.echo(format_compare(doc))
+        click.echo(f"json: {out}", err=True)
+        return
+
+    from corese_edge.bench.machine import describe
+    from corese_edge.bench.timing import format_results, run_benchmarks
+    from corese_edge.runtime.artifacts import open_runner
+
+    path = engine or onnx_path or checkpoint
+    if engine and Path(engine).suffix.lower() not in (".plan", ".engine"):
+        raise UserError(f"--engine takes a .plan or .engine file, got {engine}")
+    if onnx_path and Path(onnx_path).suffix.lower() != ".onnx":
+        raise UserError(f"--onnx takes a .onnx file, got {onnx_path}")
+    if checkpoint and Path(checkpoint).suffix.lower() not in (".pt", ".pth"):
+        raise UserError(f"--checkpoint takes a .pt file, got {checkpoint}")
+    runner = open_runner(path, **runner_options)
+    try:
+        doc = run_benchmarks(runner, settings)
+    finally:
+        runner.close()
+    click.echo(f"machine: {describe(doc['device'])}")
+    click.echo(f"settings: warm-up {settings.warmup_ms} ms, "
+               + (f"{settings.iterations} iterations" if settings.iterations else f">= {settings.duration_s} s and >= {settings.min_iterations} iterations")
+               + (f", CUDA graph {'on' if settings.cuda_graph else 'off'}, transfers {'included' if settings.include_transfers else 'excluded'}" if runner.backend == "trt" else "")
+               + (", end-to-end" if settings.end_to_end else ""))
+    click.echo(format_results(doc))
+    if json_path:
+        from corese_edge.bench.report import write_report
+
+        write_report(json_path, doc)
+        click.echo(f"json: {json_path}", err=True)
+

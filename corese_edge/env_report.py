@@ -1,0 +1,192 @@
+"""``corese-edge env``: what is installed here and which commands can run.
+
+Each library is imported inside a ``try`` (ImportError and any other failure of a broken install are
+reported, never raised), so the report works on a bare runtime install without torch, ONNX Runtime
+or TensorRT.
+"""
+from __future__ import annotations
+
+import importlib
+import platform
+import sys
+from dataclasses import dataclass
+from typing import Any
+
+ENV_SCHEMA = "corese-edge/env/1"
+
+
+def _probe(module: str) -> dict[str, Any]:
+    """``{"status": "ok" | "missing" | "broken", "version", "error"}`` for one import."""
+    try:
+        mod = importlib.import_module(module)
+    except ImportError as exc:
+        return {"status": "missing", "version": None, "error": str(exc).splitlines()[0] if str(exc) else "ImportError"}
+    except Exception as exc:  # a broken install (missing .so, ABI mismatch) must not crash env
+        return {"status": "broken", "version": None, "error": f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"}
+    version = getattr(mod, "__version__", None) or getattr(mod, "VERSION_TEXT", None)
+    if version is None:
+        from corese_edge.bench.machine import DISTRIBUTIONS, dist_version
+
+        version = dist_version(DISTRIBUTIONS.get(module, (module,)))
+    return {"status": "ok", "version": str(version) if version is not None else None, "module": mod}
+
+
+def collect_env() -> dict[str, Any]:
+    """The facts ``corese-edge env`` prints (JSON-safe)."""
+    from corese_edge import __version__
+    from corese_edge.bench.machine import gpus
+    from corese_edge.bench.jetson import jetson_info
+
+    libs: dict[str, dict[str, Any]] = {}
+    for name in ("numpy", "cv2", "torch", "timm", "albumentations", "onnx", "onnxruntime", "matplotlib"):
+        libs[name] = _probe(name)
+    torch = libs["torch"].pop("module", None)
+    if torch is not None:
+        try:
+            libs["torch"]["cuda"] = torch.version.cuda
+            libs["torch"]["cuda_available"] = bool(torch.cuda.is_available())
+        except Exception as exc:
+            libs["torch"]["cuda_error"] = str(exc)
+    ort = libs["onnxruntime"].pop("module", None)
+    if ort is not None:
+        try:
+            libs["onnxruntime"]["providers"] = list(ort.get_available_providers())
+        except Exception as exc:
+            libs["onnxruntime"]["providers_error"] = str(exc)
+    cv2 = libs["cv2"].pop("module", None)
+    if cv2 is not None:
+        libs["cv2"]["haar_cascades"] = bool(getattr(cv2, "data", None)) and hasattr(cv2, "CascadeClassifier")
+    for name in list(libs):
+        libs[name].pop("module", None)
+
+    trt: dict[str, Any] = {"status": "missing", "version": None, "module": None, "builder": False}
+    for module in ("tensorrt", "tensorrt_lean", "tensorrt_lean_bindings"):
+        probe = _probe(module)
+        mod = probe.pop("module", None)
+        if probe["status"] == "ok":
+            trt = {**probe, "module": module, "builder": hasattr(mod, "Builder")}
+            break
+        if probe["status"] == "broken":
+            trt = {**probe, "module": module, "builder": False}
+    cuda_layers = {}
+    for label, module in (("cuda-python", "cuda.bindings.runtime"), ("cuda-python (legacy)", "cuda.cudart"), ("pycuda", "pycuda.driver")):
+        probe = _probe(module)
+        probe.pop("module", None)
+        if probe["status"] == "ok" and probe["version"] is None:
+            from corese_edge.bench.machine import DISTRIBUTIONS, dist_version
+
+            probe["version"] = dist_version(DISTRIBUTIONS["pycuda" if label == "pycuda" else "cuda-python"])
+        cuda_layers[label] = probe
+    gpu_list, no_gpu = gpus()
+    report: dict[str, Any] = {
+        "schema": ENV_SCHEMA,
+        "corese_edge": __version__,
+        "python": platform.python_version(),
+        "executable": sys.executable,
+        "platform": f"{platform.system()} {platform.release()} {platform.machine()}",
+        "libraries": libs,
+        "tensorrt": trt,
+        "cuda_layers": cuda_layers,
+        "gpus": gpu_list,
+    }
+    if not gpu_list:
+        report["no_gpu_reason"] = no_gpu
+    jet = jetson_info()
+    if jet is not None:
+        report["jetson"] = jet
+    report["commands"] = [c.__dict__ for c in command_support(report)]
+    return report
+
+
+@dataclass
+class CommandSupport:
+    command: str
+    ok: bool
+    missing: str  # what to install or fix, "" when ok
+
+
+def command_support(report: dict[str, Any]) -> list[CommandSupport]:
+    """Which commands can run with what ``report`` found, and what each one lacks."""
+    libs = report["libraries"]
+
+    def have(*names: str) -> list[str]:
+        return [n for n in names if libs.get(n, {}).get("status") != "ok"]
+
+    def need(missing: list[str], extra: str) -> str:
+        return f"{', '.join(missing)}: pip install 'corese-edge[{extra}]'" if missing else ""
+
+    gpu = bool(report.get("gpus"))
+    trt = report["tensorrt"]
+    cuda_ok = any(v["status"] == "ok" for v in report["cuda_layers"].values())
+    rows = []
+    m = have("torch", "timm", "albumentations")
+    rows.append(CommandSupport("train", not m, need(m, "train")))
+    m = have("torch", "timm", "onnx", "onnxruntime")
+    rows.append(CommandSupport("export (ONNX, FP16, INT8, drift)", not m, need(m, "train,export")))
+    why = []
+    if not (trt["status"] == "ok" and trt.get("builder")):
+        why.append("TensorRT with its builder (JetPack's python3-libnvinfer or NVIDIA's tensorrt)")
+    if not gpu:
+        why.append("an NVIDIA GPU")
+    rows.append(CommandSupport("build-engine", not why, "; ".join(why)))
+    m = have("onnxruntime")
+    rows.append(CommandSupport("predict / bench with .onnx", not m, need(m, "export")))
+    why = []
+    if trt["status"] != "ok":
+        why.append("a TensorRT runtime (tensorrt, or tensorrt-lean-cu13-bindings + tensorrt-lean-cu13-libs)")
+    if not cuda_ok:
+        why.append("cuda-python or pycuda: pip install 'corese-edge[trt]'")
+    if not gpu:
+        why.append("an NVIDIA GPU")
+    rows.append(CommandSupport("predict / bench with .plan", not why, "; ".join(why)))
+    m = have("torch", "timm")
+    rows.append(CommandSupport("predict / bench with .pt", not m, need(m, "train")))
+    return rows
+
+
+def format_env(report: dict[str, Any]) -> str:
+    def ver(d: dict[str, Any]) -> str:
+        if d["status"] == "ok":
+            return d.get("version") or "installed"
+        return d["status"] + (f" ({d['error']})" if d.get("status") == "broken" else "")
+
+    libs = report["libraries"]
+    lines = [
+        f"corese-edge   {report['corese_edge']}",
+        f"python        {report['python']} ({report['platform']})",
+    ]
+    for name, label in (("numpy", "numpy"), ("cv2", "opencv"), ("torch", "torch"), ("timm", "timm"),
+                        ("albumentations", "albumentations"), ("onnx", "onnx"), ("onnxruntime", "onnxruntime")):
+        text = ver(libs[name])
+        if name == "torch" and libs[name]["status"] == "ok":
+            text += f" (CUDA {libs[name].get('cuda') or 'none'}, GPU available: {libs[name].get('cuda_available')})"
+        if name == "onnxruntime" and libs[name]["status"] == "ok":
+            text += f" (providers: {', '.join(libs[name].get('providers', []))})"
+        lines.append(f"{label:13} {text}")
+    trt = report["tensorrt"]
+    trt_text = ver(trt)
+    if trt["status"] == "ok":
+        trt_text += f" ({trt['module']}{', builder' if trt.get('builder') else ', runtime only'})"
+    lines.append(f"{'tensorrt':13} {trt_text}")
+    for label, probe in report["cuda_layers"].items():
+        if probe["status"] != "missing" or label != "cuda-python (legacy)":
+            lines.append(f"{label:13} {ver(probe)}")
+    if report["gpus"]:
+        for g in report["gpus"]:
+            lines.append(
+                f"{'gpu ' + str(g['index']):13} {g['name']} (compute capability {g.get('compute_capability')}, "
+                f"driver {g.get('driver_version') or g.get('driver')}, {g.get('total_memory_mb')} MB)"
+            )
+    else:
+        lines.append(f"{'gpu':13} none ({report.get('no_gpu_reason', '')})")
+    if report.get("jetson"):
+        j = report["jetson"]
+        mode = j.get("nvpmodel") or {}
+        lines.append(f"{'jetson':13} {j.get('model')}: L4T {j.get('l4t')}, JetPack {j.get('jetpack')}, "
+                     f"nvpmodel {mode.get('name')} ({mode.get('id')}), jetson_clocks {j.get('jetson_clocks')}")
+    lines.append("")
+    lines.append("commands:")
+    for c in report["commands"]:
+        mark = "yes" if c["ok"] else "no "
+        lines.append(f"  {mark}  {c['command']}" + (f"  -- needs {c['missing']}" if c["missing"] else ""))
+    return "\n".join(lines)

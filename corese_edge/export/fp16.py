@@ -1,0 +1,49 @@
+"""Stage 2: FP32 ONNX -> FP16 ONNX that keeps FP32 inputs and outputs (``keep_io_types``).
+
+TensorRT 10.x/11.x build it strongly typed (precision comes from the graph, DESIGN decision 1);
+ONNX Runtime runs it as is.  Ops listed in ``keep_fp32_ops`` (for example ``LayerNormalization``,
+whose variance is the usual FP16 casualty) stay in FP32 with casts around them.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import warnings
+from pathlib import Path
+from typing import Sequence
+
+from corese_edge.atomic import atomic_path
+from corese_edge.errors import require
+
+log = logging.getLogger(__name__)
+
+#: ops the pipeline keeps in FP32 when the all-FP16 graph drifts past --max-drift
+SENSITIVE_FP16_OPS = ("LayerNormalization",)
+
+
+def convert_fp16(
+    onnx_in: str | os.PathLike, onnx_out: str | os.PathLike, keep_fp32_ops: Sequence[str] = ()
+) -> Path:
+    """Write an FP16 copy of ``onnx_in`` whose graph inputs and outputs stay float32.
+
+    ``keep_fp32_ops`` are op types left in FP32 (onnxconverter-common's ``op_block_list``, added to
+    its defaults).  The corese-edge metadata is copied unchanged.  Written atomically.
+    """
+    onnx = require("onnx", "export", "FP16 conversion")
+    float16 = require("onnxconverter_common.float16", "export", "FP16 conversion")
+    from corese_edge.export.onnx_fp32 import set_metadata, read_metadata
+
+    meta = read_metadata(onnx_in)
+    model = onnx.load(os.fspath(onnx_in))
+    block = list(float16.DEFAULT_OP_BLOCK_LIST) + [op for op in keep_fp32_ops if op not in float16.DEFAULT_OP_BLOCK_LIST]
+    with warnings.catch_warnings():
+        # "the float32 number 1e-09 will be truncated to 1e-07": expected for tiny weights
+        warnings.simplefilter("ignore")
+        half = float16.convert_float_to_float16(model, keep_io_types=True, op_block_list=block)
+    set_metadata(half, meta)
+    onnx.checker.check_model(half, full_check=True)
+    out = Path(onnx_out)
+    with atomic_path(out) as tmp:
+        onnx.save(half, os.fspath(tmp))
+    log.info("wrote %s (FP16, FP32 I/O%s)", out, f"; FP32 kept for {', '.join(keep_fp32_ops)}" if keep_fp32_ops else "")
+    return out

@@ -1,0 +1,502 @@
+"""Stage 3: FP32 ONNX -> INT8 Q/DQ ONNX with ONNX Runtime's static quantizer.
+
+Two flavours (DESIGN decision 2, the capability table in :mod:`corese_edge.export.targets`):
+
+``s8s8`` (``--target tensorrt``)
+    Symmetric int8 activations and per-channel symmetric int8 weights on the inputs of Conv, Gemm
+    and MatMul; biases stay float.  Every QuantizeLinear / DequantizeLinear zero point is an int8
+    zero, weights use [-127, 127] — what TensorRT requires ("zeroPt must be all zeros").
+``u8s8`` (``--target cpu``)
+    uint8 activations, per-channel int8 weights, on every op ONNX Runtime quantizes: the form its
+    fast CPU kernels take.
+
+The stage is split so each part can run and be tested alone: :func:`prepare_for_quantization`
+(ORT's ``quant_pre_process``), :func:`calibrate` (streams batches through ORT's calibrator and
+writes the tensor ranges to a JSON cache), :func:`quantize_int8` (quantizes from that cache, so
+re-quantizing with other layers kept in FP32 needs no second calibration).
+
+Bounded calibration memory: ORT's ``CalibMaxIntermediateOutputs`` option clears the collected
+outputs *without* merging them in the onnxruntime releases we use (microsoft/onnxruntime#18893;
+the fix in PR #20226 was never merged), so it silently drops calibration data.  :func:`calibrate`
+instead hands the calibrator one batch per ``collect_data`` call; after each call ORT merges that
+batch into its running min/max (MinMax) or histograms (entropy, percentile) and frees it.  Peak
+memory is therefore one batch of activations, however many images are used.
+"""
+from __future__ import annotations
+
+import contextlib
+import fnmatch
+import io
+import logging
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterable, Iterator, Sequence
+
+import numpy as np
+
+from corese_edge.atomic import atomic_path
+from corese_edge.errors import UserError, require
+
+log = logging.getLogger(__name__)
+
+#: TensorRT's Q/DQ placement: quantize the inputs of the weighted ops
+TENSORRT_OP_TYPES = ("Conv", "Gemm", "MatMul")
+#: batch size fed to the calibrator: MinMax keeps only per-tensor min/max of a batch, the histogram
+#: methods keep every activation of it until merged, so they get smaller batches
+CALIB_BATCH = {"minmax": 8, "entropy": 2, "percentile": 2}
+
+
+@dataclass(frozen=True)
+class Flavour:
+    name: str
+    activation_type: str  # "QInt8" | "QUInt8" (onnxruntime.quantization.QuantType members)
+    weight_type: str
+    op_types: tuple[str, ...] | None  # None = every op ORT can quantize
+    extra_options: tuple[tuple[str, object], ...]
+    symmetric_int8: bool  # all zero points must be int8 zeros
+
+
+FLAVOURS = {
+    "s8s8": Flavour(
+        "s8s8", "QInt8", "QInt8", TENSORRT_OP_TYPES,
+        (("ActivationSymmetric", True), ("WeightSymmetric", True), ("QuantizeBias", False)),
+        symmetric_int8=True,
+    ),
+    "u8s8": Flavour("u8s8", "QUInt8", "QInt8", None, (("WeightSymmetric", True),), symmetric_int8=False),
+}
+
+
+def get_flavour(name: str) -> Flavour:
+    try:
+        return FLAVOURS[name]
+    except KeyError:
+        raise UserError(f"unknown INT8 flavour {name!r}; choose one of: {', '.join(FLAVOURS)}") from None
+
+
+def _calibration_method(name: str):
+    quant = require("onnxruntime.quantization", "export", "INT8 quantization")
+    methods = {
+        "minmax": quant.CalibrationMethod.MinMax,
+        "entropy": quant.CalibrationMethod.Entropy,
+        "percentile": quant.CalibrationMethod.Percentile,
+    }
+    try:
+        return methods[name]
+    except KeyError:
+        raise UserError(f"unknown calibration method {name!r}; choose one of: {', '.join(methods)}") from None
+
+
+def op_types_to_quantize(flavour: Flavour) -> list[str]:
+    if flavour.op_types is not None:
+        return list(flavour.op_types)
+    from onnxruntime.quantization.registry import QDQRegistry, QLinearOpsRegistry
+
+    return sorted(set(QLinearOpsRegistry) | set(QDQRegistry))
+
+
+@contextlib.contextmanager
+def _quiet_quantizer() -> Iterator[None]:
+    """ORT's quantizer prints, and logs through the root logger itself; keep that off the console.
+
+    Records of named loggers (ours included) are untouched.  A NullHandler stops ``logging.warning``
+    from calling ``basicConfig`` behind the application's back.
+    """
+
+    class _DropRootRecords(logging.Filter):
+        def filter(self, record: logging.LogRecord) -> bool:
+            return False
+
+    root = logging.getLogger()
+    drop = _DropRootRecords()
+    root.addFilter(drop)
+    placeholder = None
+    if not root.handlers:
+        placeholder = logging.NullHandler()
+        root.addHandler(placeholder)
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            yield
+    finally:
+        root.removeFilter(drop)
+        if placeholder is not None:
+            root.removeHandler(placeholder)
+
+
+# ----------------------------------------------------------------------------------- stages
+
+
+def prepare_for_quantization(onnx_in: str | os.PathLike, onnx_out: str | os.PathLike) -> Path:
+    """ORT's ``quant_pre_process`` (shape inference + basic graph optimizations); keep opset <= 20."""
+    onnx = require("onnx", "export", "INT8 quantization")
+    shape_inference = require("onnxruntime.quantization.shape_inference", "export", "INT8 quantization")
+    opset = max((o.version for o in onnx.load(os.fspath(onnx_in), load_external_data=False).opset_import
+                 if o.domain in ("", "ai.onnx")), default=0)
+    if opset > 20:
+        raise UserError(f"{onnx_in}: opset {opset} is above 20, which ONNX Runtime's quantizer handles; export with --opset 17")
+    out = Path(onnx_out)
+    with atomic_path(out) as tmp, _quiet_quantizer():
+        shape_inference.quant_pre_process(os.fspath(onnx_in), os.fspath(tmp))
+    return out
+
+
+class StreamingCalibrationReader:
+    """An ONNX Runtime ``CalibrationDataReader`` over a stream of NCHW batches.
+
+    ``get_next()`` returns ``{input_name: batch}`` and decodes the next batch only when asked, so
+    one batch is in memory at a time.  ``progress`` shows a tqdm bar over the batches.
+    """
+
+    def __init__(self, batches: Iterable[np.ndarray], input_name: str = "input", progress: bool = False,
+                 total: int | None = None, desc: str = "calibrating") -> None:
+        self._batches = batches
+        self.input_name = input_name
+        self.progress = progress
+        self.total = total if total is not None else (len(batches) if hasattr(batches, "__len__") else None)
+        self.desc = desc
+        self.images = 0
+        self._it: Iterator[np.ndarray] | None = None
+        self._bar = None
+
+    def get_next(self) -> dict[str, np.ndarray] | None:
+        if self._it is None:
+            self._it = iter(self._batches)
+            if self.progress:
+                from tqdm.auto import tqdm
+
+                self._bar = tqdm(total=self.total, desc=self.desc, unit="batch", leave=False)
+        batch = next(self._it, None)
+        if batch is None:
+            if self._bar is not None:
+                self._bar.close()
+                self._bar = None
+            return None
+        self.images += int(batch.shape[0])
+        if self._bar is not None:
+            self._bar.update(1)
+        return {self.input_name: np.ascontiguousarray(batch, dtype=np.float32)}
+
+    def rewind(self) -> None:
+        self._it = None
+        self.images = 0
+
+    def __iter__(self) -> Iterator[dict[str, np.ndarray]]:
+        while True:
+            feed = self.get_next()
+            if feed is None:
+                return
+            yield feed
+
+
+class _OneFeed:
+    """A CalibrationDataReader holding exactly one feed (so ORT merges after every batch)."""
+
+    def __init__(self, feed: dict[str, np.ndarray]) -> None:
+        self._feed: dict[str, np.ndarray] | None = feed
+
+    def get_next(self) -> dict[str, np.ndarray] | None:
+        feed, self._feed = self._feed, None
+        return feed
+
+
+def calibrate(
+    model: str | os.PathLike,
+    reader: StreamingCalibrationReader,
+    ranges_out: str | os.PathLike,
+    method: str = "minmax",
+    flavour: str = "s8s8",
+) -> Path:
+    """Run calibration batches through ``model`` (a pre-processed FP32 ONNX); write the ranges.
+
+    The ranges file is ORT's calibration cache (``save_tensors_data``), which
+    :func:`quantize_int8` reads.  Returns its path.
+    """
+    calib = require("onnxruntime.quantization.calibrate", "export", "INT8 calibration")
+    cal_method = _calibration_method(method)
+    fl = get_flavour(flavour)
+    with tempfile.TemporaryDirectory(prefix="corese-calib-") as tmp, _quiet_quantizer():
+        calibrator = calib.create_calibrator(
+            Path(os.fspath(model)),
+            op_types_to_quantize(fl),
+            augmented_model_path=os.path.join(tmp, "augmented.onnx"),
+            calibrate_method=cal_method,
+            extra_options={"symmetric": fl.symmetric_int8} if method == "percentile" else {},
+        )
+        batches = 0
+        for feed in reader:
+            calibrator.collect_data(_OneFeed(feed))  # merges this batch, then frees it
+            batches += 1
+        if batches == 0:
+            raise UserError("no calibration images were read")
+        ranges = calibrator.compute_data()
+        del calibrator
+    out = Path(ranges_out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    calib.save_tensors_data(ranges, out)
+    log.info("calibrated on %d images (%s, %d batches)", reader.images, method, batches)
+    return out
+
+
+def quantize_int8(
+    model: str | os.PathLike,
+    onnx_out: str | os.PathLike,
+    ranges: str | os.PathLike,
+    flavour: str = "s8s8",
+    method: str = "minmax",
+    keep_fp: Sequence[str] = (),
+    metadata_from: str | os.PathLike | None = None,
+) -> Path:
+    """Quantize the pre-processed ``model`` to a Q/DQ ONNX using the calibration ``ranges`` file.
+
+    ``keep_fp`` are node names left in FP32.  ``metadata_from`` (an ONNX with corese-edge metadata,
+    normally ``model.onnx``) sets exactly the corese-edge metadata keys on the result.  For the
+    ``s8s8`` flavour the result is checked: every zero point an int8 zero.
+    """
+    onnx = require("onnx", "export", "INT8 quantization")
+    quant = require("onnxruntime.quantization", "export", "INT8 quantization")
+    import inspect
+
+    if "calibration_cache_path" not in inspect.signature(quant.quantize_static).parameters:
+        raise UserError("this onnxruntime's quantize_static cannot read a calibration cache; "
+                        "upgrade it: pip install -U 'corese-edge[export]' onnxruntime")
+    fl = get_flavour(flavour)
+    out = Path(onnx_out)
+    with atomic_path(out) as tmp, _quiet_quantizer():
+        quant.quantize_static(
+            os.fspath(model),
+            os.fspath(tmp),
+            None,
+            calibration_cache_path=os.fspath(ranges),
+            quant_format=quant.QuantFormat.QDQ,
+            op_types_to_quantize=op_types_to_quantize(fl),
+            per_channel=True,
+            reduce_range=False,
+            activation_type=getattr(quant.QuantType, fl.activation_type),
+            weight_type=getattr(quant.QuantType, fl.weight_type),
+            calibrate_method=_calibration_method(method),
+            nodes_to_exclude=list(keep_fp),
+            extra_options=dict(fl.extra_options),
+        )
+        proto = onnx.load(os.fspath(tmp))
+        if metadata_from is not None:
+            from corese_edge.export.onnx_fp32 import read_metadata, set_metadata
+
+            set_metadata(proto, read_metadata(metadata_from))
+        if fl.symmetric_int8:
+            problems = qdq_problems(proto)
+            if problems:
+                raise RuntimeError(f"the s8s8 Q/DQ graph is not TensorRT-ready: {problems[0]} (+{len(problems) - 1} more)")
+        onnx.save(proto, os.fspath(tmp))
+    return out
+
+
+# ----------------------------------------------------------------------------------- checks
+
+
+def qdq_problems(model) -> list[str]:
+    """Why a Q/DQ graph would not build on TensorRT: zero points that are not int8 zeros.
+
+    ``model`` is a ModelProto or a path.  An empty list means every QuantizeLinear and
+    DequantizeLinear has an int8 zero point of all zeros.
+    """
+    onnx = require("onnx", "export")
+    from onnx import numpy_helper
+
+    if not hasattr(model, "graph"):
+        model = onnx.load(os.fspath(model))
+    inits = {t.name: t for t in model.graph.initializer}
+    consts = {n.output[0]: n for n in model.graph.node if n.op_type == "Constant"}
+    problems: list[str] = []
+    for node in model.graph.node:
+        if node.op_type not in ("QuantizeLinear", "DequantizeLinear"):
+            continue
+        if len(node.input) < 3 or not node.input[2]:
+            problems.append(f"{node.op_type} {node.name!r} has no zero point (defaults to uint8)")
+            continue
+        name = node.input[2]
+        if name in inits:
+            zp = numpy_helper.to_array(inits[name])
+        elif name in consts:
+            zp = numpy_helper.to_array(consts[name].attribute[0].t)
+        else:
+            problems.append(f"{node.op_type} {node.name!r} has a computed zero point {name!r}")
+            continue
+        if zp.dtype != np.int8:
+            problems.append(f"{node.op_type} {node.name!r} zero point is {zp.dtype}, not int8")
+        elif np.any(zp != 0):
+            problems.append(f"{node.op_type} {node.name!r} zero point is not all zeros")
+    return problems
+
+
+def quantized_nodes(model) -> list[str]:
+    """Names of the compute nodes that read a DequantizeLinear output (the quantized layers)."""
+    onnx = require("onnx", "export")
+    if not hasattr(model, "graph"):
+        model = onnx.load(os.fspath(model))
+    dq_outputs = {n.output[0] for n in model.graph.node if n.op_type == "DequantizeLinear"}
+    return [
+        n.name for n in model.graph.node
+        if n.op_type not in ("QuantizeLinear", "DequantizeLinear") and any(i in dq_outputs for i in n.input)
+    ]
+
+
+def match_nodes(patterns: Sequence[str], names: Sequence[str]) -> tuple[str, ...]:
+    """Node names matching any of ``patterns`` (exact names or fnmatch patterns such as ``/classifier/*``).
+
+    A pattern that matches nothing is a :class:`UserError` listing a few names to choose from.
+    """
+    chosen: list[str] = []
+    for pattern in patterns:
+        hits = [n for n in names if n == pattern or fnmatch.fnmatchcase(n, pattern)]
+        if not hits:
+            sample = ", ".join(list(names)[:6])
+            raise UserError(f"--keep-fp {pattern!r} matches no quantizable layer; names look like: {sample}, ...")
+        chosen.extend(h for h in hits if h not in chosen)
+    return tuple(chosen)
+
+
+# ----------------------------------------------------------------------------------- auto-keep
+
+
+def keep_in_float(qdq_model, fp_model, keep: Iterable[str]):
+    """A copy of the Q/DQ ``qdq_model`` where the nodes named in ``keep`` read FP32 inputs again.
+
+    Each kept node's inputs that come from a DequantizeLinear are rewired to the tensor the same
+    node reads in ``fp_model`` (the pre-processed FP32 graph the Q/DQ graph was made from); FP32
+    weights are copied over; Q/DQ nodes left without consumers are pruned.  An input whose FP32
+    tensor no longer exists in the Q/DQ graph (for example a Relu ORT folded away) stays quantized.
+    Used to rank layer sensitivity quickly, without re-running the quantizer.
+    """
+    onnx = require("onnx", "export")
+    keep = set(keep)
+    model = onnx.ModelProto()
+    model.CopyFrom(qdq_model)
+    graph = model.graph
+    fp_nodes = {n.name: n for n in fp_model.graph.node}
+    fp_inits = {t.name: t for t in fp_model.graph.initializer}
+    produced = {o for n in graph.node for o in n.output} | {i.name for i in graph.input}
+    have = {t.name for t in graph.initializer}
+    producer = {o: n for n in graph.node for o in n.output}
+    for node in graph.node:
+        if node.name not in keep or node.name not in fp_nodes:
+            continue
+        src = fp_nodes[node.name]
+        for i, name in enumerate(node.input):
+            p = producer.get(name)
+            if p is None or p.op_type != "DequantizeLinear" or i >= len(src.input):
+                continue
+            orig = src.input[i]
+            if orig in fp_inits and orig not in have:
+                graph.initializer.append(fp_inits[orig])
+                have.add(orig)
+            if orig in produced or orig in have:
+                node.input[i] = orig
+    _prune(graph)
+    return model
+
+
+def _prune(graph) -> None:
+    outputs = {o.name for o in graph.output}
+    while True:
+        used = {i for n in graph.node for i in n.input} | outputs
+        keep = [n for n in graph.node if any(o in used for o in n.output)]
+        if len(keep) == len(graph.node):
+            break
+        del graph.node[:]
+        graph.node.extend(keep)
+    used = {i for n in graph.node for i in n.input} | outputs
+    inits = [t for t in graph.initializer if t.name in used]
+    del graph.initializer[:]
+    graph.initializer.extend(inits)
+
+
+@dataclass(frozen=True)
+class KeepSearch:
+    """The outcome of ``--auto-keep``: layers kept in FP32 and the drift measured on the selection set."""
+
+    kept: tuple[str, ...]
+    ranking: tuple[tuple[str, float], ...]  # (node, sensitivity: mean |logit diff| when only it is quantized)
+    drop_pp_before: float
+    drop_pp_after: float
+    reached: bool
+    trials: tuple[tuple[int, float], ...]  # (layers kept, drop pp) per evaluated candidate
+
+    def to_dict(self) -> dict:
+        return {
+            "kept": list(self.kept),
+            "drop_pp_before": self.drop_pp_before,
+            "drop_pp_after": self.drop_pp_after,
+            "reached_limit": self.reached,
+            "trials": [{"kept": k, "drop_pp": d} for k, d in self.trials],
+            "ranking": [{"node": n, "sensitivity": s} for n, s in self.ranking[:50]],
+        }
+
+
+def rank_sensitivity(
+    qdq_model, fp_model, candidates: Sequence[str], logits_of: Callable[[object], np.ndarray],
+    reference: np.ndarray, progress: bool = False,
+) -> list[tuple[str, float]]:
+    """Rank ``candidates`` by the damage each does when it alone is quantized, most sensitive first.
+
+    ``logits_of(model_proto)`` runs a model on the sensitivity images and returns its logits;
+    ``reference`` holds the FP32 logits of the same images.  Sensitivity = mean |logit diff|.
+    """
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=len(candidates), desc="ranking layers", unit="layer", leave=False)
+    scores: list[tuple[str, float]] = []
+    everything = set(candidates)
+    for name in candidates:
+        only_this = keep_in_float(qdq_model, fp_model, everything - {name})
+        scores.append((name, float(np.mean(np.abs(logits_of(only_this) - reference)))))
+        if bar is not None:
+            bar.update(1)
+    if bar is not None:
+        bar.close()
+    return sorted(scores, key=lambda item: (-item[1], item[0]))
+
+
+def search_keep(
+    ranking: Sequence[tuple[str, float]], drop_of: Callable[[tuple[str, ...]], float], limit_pp: float,
+    drop_before: float,
+) -> KeepSearch:
+    """The fewest top-ranked layers to keep in FP32 so that ``drop_of(kept) <= limit_pp``.
+
+    ``drop_of`` re-quantizes with those layers kept and returns the accuracy drop (pp) on the
+    selection images.  Doubles the count until the limit is met, then bisects between the last
+    failing and the first passing count.  When even keeping every ranked layer misses the limit,
+    the count with the smallest drop is returned with ``reached=False``.
+    """
+    names = tuple(n for n, _ in ranking)
+    trials: dict[int, float] = {0: drop_before}
+    if drop_before <= limit_pp or not names:
+        return KeepSearch((), tuple(ranking), drop_before, drop_before, drop_before <= limit_pp, tuple(trials.items()))
+
+    def trial(k: int) -> float:
+        if k not in trials:
+            trials[k] = float(drop_of(names[:k]))
+            log.info("auto-keep: %d layer(s) in FP32 -> drop %.2f pp", k, trials[k])
+        return trials[k]
+
+    lo, hi, k = 0, None, 1
+    while k <= len(names):
+        if trial(k) <= limit_pp:
+            hi = k
+            break
+        lo = k
+        if k == len(names):
+            break
+        k = min(2 * k, len(names))
+    if hi is None:
+        best = min(trials, key=lambda c: (trials[c], c))
+        return KeepSearch(names[:best], tuple(ranking), drop_before, trials[best], False, tuple(sorted(trials.items())))
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if trial(mid) <= limit_pp:
+            hi = mid
+        else:
+            lo = mid
+    return KeepSearch(names[:hi], tuple(ranking), drop_before, trials[hi], True, tuple(sorted(trials.items())))

@@ -1,0 +1,564 @@
+"""``corese-edge export``: checkpoint -> ONNX FP32 -> FP16 / INT8 Q/DQ -> drift report -> TensorRT engine.
+
+:func:`run_export` takes one resolved :class:`ExportConfig` and calls the stages in order; each
+stage is a function of its own module that reads and writes files (``onnx_fp32``, ``fp16``,
+``int8`` / ``modelopt``, ``drift``, ``tensorrt``).  :func:`make_export_config` applies a profile
+(``export/NAME.yaml``) under explicit options, exactly as the CLI does::
+
+    from corese_edge.export import make_export_config, run_export
+    result = run_export(make_export_config(profile="desktop-int8", checkpoint="runs/x/swa_final.pt"))
+    print(result.table)
+
+Images: the drift report runs on ``--val-split`` (test by default; nothing is chosen on it).
+Every choice the export makes (FP16 ops kept in FP32, ``--auto-keep`` layers) is made on the
+validation split carved from train; calibration images come from the rest of train (or from
+``--calib-data``), never from test.
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import platform
+import shutil
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from corese_edge.atomic import write_json
+from corese_edge.config import build_config, config_to_dict
+from corese_edge.errors import CheckpointError, DataError, UserError
+from corese_edge.export import targets as T
+
+log = logging.getLogger(__name__)
+
+EXPORT_SCHEMA = "corese-edge/export/1"
+#: parity of the FP32 ONNX against PyTorch (issue 3): at least this many images, these limits
+PARITY_MIN_IMAGES = 64
+PARITY_MAX_ABS_LOGIT_DIFF = 1e-4
+#: images of the validation split carved from train used to choose kept layers / FP16 fallbacks
+SELECTION_IMAGES = 256
+#: images used to rank layer sensitivity for --auto-keep
+SENSITIVITY_IMAGES = 32
+
+
+class ParityError(UserError):
+    """The FP32 ONNX does not reproduce PyTorch's logits."""
+
+
+@dataclass(frozen=True)
+class ExportConfig:
+    """Everything ``corese-edge export`` takes; field names mirror the command-line options.
+
+    ``checkpoint`` None: the newest ``runs/*/swa_final.pt``.  ``data`` None: the dataset recorded in
+    the checkpoint.  ``out`` None: ``export/`` beside the checkpoint.  ``engine`` None builds an
+    engine when TensorRT and a GPU are present, True demands one, False never builds.
+    ``max_drift`` is in percentage points of accuracy.
+    """
+
+    checkpoint: str | None = None
+    fp16: bool = False
+    int8: bool = False
+    target: str = "tensorrt"
+    data: str | None = None
+    calib_data: str | None = None
+    calib_size: int = 512
+    calib_method: str = "minmax"
+    quantizer: str = "ort"
+    val_split: str = "test"
+    embed_preprocess: bool = False
+    max_drift: float = 1.0
+    min_batch: int = 1
+    opt_batch: int = 8
+    max_batch: int = 32
+    opset: int = 17
+    profile: str | None = None
+    engine: bool | None = None
+    keep_fp: tuple[str, ...] = ()
+    auto_keep: bool = False
+    out: str | None = None
+    workspace_gb: float = 4.0
+    seed: int = 0
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "keep_fp", tuple(self.keep_fp or ()))
+        target = T.get_target(self.target)
+        for precision in T.requested_precisions(self.fp16, self.int8):
+            target.check(precision)
+        choose = {"calib_method": T.CALIB_METHODS, "quantizer": T.QUANTIZERS, "val_split": T.VAL_SPLITS}
+        for name, options in choose.items():
+            if getattr(self, name) not in options:
+                raise UserError(f"--{name.replace('_', '-')} must be one of {', '.join(options)}, got {getattr(self, name)!r}")
+        if self.int8 and self.quantizer not in target.quantizers:
+            raise UserError(
+                f"--quantizer {self.quantizer} does not fit --target {self.target}; "
+                f"that target takes {', '.join(target.quantizers)}"
+            )
+        if self.int8 and self.quantizer == "modelopt" and self.calib_method == "percentile":
+            raise UserError("--quantizer modelopt calibrates with minmax or entropy, not percentile")
+        if (self.keep_fp or self.auto_keep) and not self.int8:
+            raise UserError("--keep-fp and --auto-keep choose INT8 layers; add --int8")
+        if self.auto_keep and self.quantizer != "ort":
+            raise UserError("--auto-keep re-quantizes with ONNX Runtime's quantizer; use --quantizer ort")
+        if self.engine and not target.engines:
+            raise UserError(f"--target {self.target} builds no TensorRT engine; drop --engine or use --target tensorrt")
+        if self.calib_size < 1:
+            raise UserError(f"--calib-size must be at least 1, got {self.calib_size}")
+        if not (1 <= self.min_batch <= self.opt_batch <= self.max_batch):
+            raise UserError(
+                f"the batch profile needs 1 <= --min-batch <= --opt-batch <= --max-batch, "
+                f"got {self.min_batch}/{self.opt_batch}/{self.max_batch}"
+            )
+        if not (13 <= self.opset <= 20):
+            raise UserError(f"--opset must be between 13 and 20 (ONNX Runtime's quantizer keeps opset <= 20), got {self.opset}")
+        if self.workspace_gb <= 0:
+            raise UserError(f"workspace_gb must be positive, got {self.workspace_gb}")
+
+    @property
+    def target_spec(self) -> T.Target:
+        return T.get_target(self.target)
+
+
+def make_export_config(profile: str | os.PathLike | None = None, **options: Any) -> ExportConfig:
+    """Defaults < the profile's YAML < ``options`` that are not None (what the CLI passes)."""
+    from corese_edge.export.profiles import resolve_profile
+
+    path = resolve_profile(profile) if profile else None
+    if profile is not None:
+        options["profile"] = os.fspath(profile)
+    return build_config(ExportConfig, path, **options)
+
+
+@dataclass
+class ExportResult:
+    out_dir: Path
+    config: ExportConfig
+    artifacts: dict[str, Path]
+    drift: Any  # DriftReport
+    engines: dict[str, Any] = field(default_factory=dict)  # precision -> EngineBuild
+    notes: list[str] = field(default_factory=list)
+    kept_fp: tuple[str, ...] = ()
+    table: str = ""
+
+    @property
+    def passed(self) -> bool:
+        return bool(self.drift.passed)
+
+    @property
+    def export_json(self) -> Path:
+        return self.out_dir / "export.json"
+
+
+# ----------------------------------------------------------------------------------- inputs
+
+
+def newest_checkpoint(runs: str | os.PathLike = "runs") -> Path:
+    """The newest ``swa_final.pt`` under ``runs`` (what ``corese-edge train`` writes last)."""
+    root = Path(runs)
+    found = sorted(root.glob("**/swa_final.pt"), key=lambda p: p.stat().st_mtime) if root.is_dir() else []
+    if not found:
+        raise CheckpointError(
+            f"no checkpoint given and no {root}/*/swa_final.pt found; train first "
+            "(corese-edge train) or pass --checkpoint PATH"
+        )
+    return found[-1]
+
+
+@dataclass
+class _Data:
+    class_names: tuple[str, ...]
+    calib_pool: tuple  # train split minus the selection split
+    selection: tuple  # validation split carved from train (choices are made here)
+    test: tuple
+    evaluation: tuple  # --val-split: where drift is reported
+    root: str
+    layout: str
+
+
+def _load_data(cfg: ExportConfig, ckpt) -> _Data:
+    from corese_edge.data.layouts import load_index, stratified_split
+
+    root = cfg.data or (ckpt.dataset or {}).get("root") or ckpt.config.get("data")
+    if not root:
+        raise DataError(f"{ckpt.path} records no dataset; pass --data DIR")
+    layout = "auto"
+    if not cfg.data:
+        layout = (ckpt.dataset or {}).get("layout") or ckpt.config.get("dataset") or "auto"
+    index = load_index(root, layout)
+    names = tuple(index.class_names)
+    if len(names) != ckpt.num_classes:
+        raise CheckpointError(
+            f"{ckpt.path} predicts {ckpt.num_classes} classes ({', '.join(ckpt.class_names)}) but the dataset "
+            f"at {index.root} has {len(names)} ({', '.join(names)}); export it with the data it was trained on (--data)"
+        )
+    if [n.lower() for n in names] != [n.lower() for n in ckpt.class_names]:
+        raise CheckpointError(
+            f"{ckpt.path} classes {list(ckpt.class_names)} do not match the dataset's {list(names)} at {index.root}"
+        )
+    fraction = float(ckpt.config.get("val_fraction") or 0.1)
+    seed = int(ckpt.config.get("seed", cfg.seed))
+    pool, selection = stratified_split(index.split("train"), fraction, seed)
+    test = tuple(index.split("test"))
+    evaluation = test if cfg.val_split == "test" else tuple(selection)
+    if not evaluation:
+        raise DataError(f"the {cfg.val_split} split of {index.root} has no images to measure drift on")
+    return _Data(names, tuple(pool), tuple(selection), test, evaluation, str(index.root), index.layout)
+
+
+def _calibration_paths(cfg: ExportConfig, data: _Data) -> tuple[list[Path], dict[str, Any]]:
+    from corese_edge.data.calibration import calibration_samples, folder_images
+
+    test_paths = {Path(s.path).resolve() for s in data.test}
+    if cfg.calib_data:
+        paths = folder_images(cfg.calib_data, cfg.calib_size, cfg.seed)
+        overlap = [p for p in paths if p.resolve() in test_paths]
+        if overlap:
+            raise DataError(
+                f"--calib-data {cfg.calib_data} contains test images ({overlap[0]}, {len(overlap)} in all); "
+                "calibration must never see the test split"
+            )
+        return paths, {"source": os.fspath(cfg.calib_data), "images": len(paths)}
+    chosen = calibration_samples(data.calib_pool, cfg.calib_size, cfg.seed)
+    counts = {name: 0 for name in data.class_names}
+    for s in chosen:
+        counts[data.class_names[s.label]] += 1
+    paths = [Path(s.path) for s in chosen]
+    if any(p.resolve() in test_paths for p in paths):
+        raise DataError(f"{data.root}: a file is listed in both the train and the test split; fix the dataset")
+    return paths, {"source": "train split (validation part excluded)", "images": len(paths), "per_class": counts}
+
+
+def _load_images(samples: Sequence, prep) -> tuple[np.ndarray, np.ndarray]:
+    from corese_edge.export.evaluation import image_batches
+
+    batches = list(image_batches([s.path for s in samples], prep, 32))
+    return np.concatenate(batches), np.asarray([s.label for s in samples], dtype=np.int64)
+
+
+def _tool_versions() -> dict[str, str | None]:
+    from importlib import metadata
+
+    from corese_edge import __version__
+
+    versions: dict[str, str | None] = {"corese-edge": __version__, "python": platform.python_version()}
+    for dist in ("torch", "timm", "onnx", "onnxruntime", "onnxconverter-common", "numpy", "nvidia-modelopt", "tensorrt"):
+        try:
+            versions[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            versions[dist] = None
+    return versions
+
+
+def _size(path: Path) -> str:
+    n = path.stat().st_size
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} GB"
+
+
+# ----------------------------------------------------------------------------------- pipeline
+
+
+def run_export(cfg: ExportConfig, echo: Callable[[str], None] | None = None) -> ExportResult:
+    """Run every export stage for ``cfg``; return what was written.
+
+    Raises :class:`~corese_edge.export.drift.DriftGateFailed` (files kept, report marked failed)
+    when an artifact drops more than ``cfg.max_drift`` pp, and
+    :class:`~corese_edge.export.tensorrt.EngineUnavailable` when ``cfg.engine`` is True and no
+    engine can be built here.  ``echo`` receives the closing table and notes (default: the log).
+    """
+    from corese_edge.export import fp16 as fp16_stage
+    from corese_edge.export import int8 as int8_stage
+    from corese_edge.export import tensorrt as trt_stage
+    from corese_edge.export.drift import DriftReport, summary_table
+    from corese_edge.export.embed import embed_preprocess
+    from corese_edge.export.evaluation import OnnxLogits, TorchLogits, collect_logits
+    from corese_edge.export.onnx_fp32 import export_onnx
+    from corese_edge.model.checkpoint import file_sha256, load_checkpoint
+
+    say = echo or log.info
+    target = cfg.target_spec
+    ckpt_path = Path(cfg.checkpoint) if cfg.checkpoint else newest_checkpoint()
+    ckpt = load_checkpoint(ckpt_path)
+    data = _load_data(cfg, ckpt)
+    out = Path(cfg.out) if cfg.out else ckpt_path.parent / "export"
+    out.mkdir(parents=True, exist_ok=True)
+    resolved = dataclasses.replace(cfg, checkpoint=os.fspath(ckpt_path), data=data.root, out=os.fspath(out))
+    prep = ckpt.preprocessing
+    model = ckpt.build_model(se_mode="sample")
+    torch_logits = TorchLogits(model)
+    artifacts: dict[str, Path] = {}
+    notes: list[str] = []
+    details: dict[str, Any] = {}
+    kept: tuple[str, ...] = ()
+    selection_cache: dict[str, Any] = {}
+
+    def selection_images() -> tuple[np.ndarray, np.ndarray]:
+        if "x" not in selection_cache:
+            from corese_edge.data.calibration import calibration_samples
+
+            chosen = calibration_samples(data.selection, SELECTION_IMAGES, cfg.seed) if data.selection else []
+            if not chosen:
+                raise DataError("no validation images carved from train to choose on; the train split is too small")
+            selection_cache["x"], selection_cache["y"] = _load_images(chosen, prep)
+            selection_cache["fp32"] = OnnxLogits(artifacts["onnx-fp32"])(selection_cache["x"])
+        return selection_cache["x"], selection_cache["y"]
+
+    def selection_drop(logits: np.ndarray) -> float:
+        x, y = selection_images()
+        ref = selection_cache["fp32"]
+        return 100.0 * float(np.mean(ref.argmax(1) == y) - np.mean(logits.argmax(1) == y))
+
+    with tempfile.TemporaryDirectory(prefix=".export-", dir=out) as work_dir:
+        work = Path(work_dir)
+
+        # 1. ONNX FP32 + parity against PyTorch
+        fp32_path = export_onnx(ckpt_path, out / T.onnx_artifact("fp32").filename, cfg.opset)
+        artifacts["onnx-fp32"] = fp32_path
+        details["parity"] = _check_parity(torch_logits, OnnxLogits(fp32_path), data, prep)
+
+        # 2. FP16
+        if cfg.fp16:
+            fp16_path = fp16_stage.convert_fp16(fp32_path, out / T.onnx_artifact("fp16").filename)
+            kept_ops: tuple[str, ...] = ()
+            drop = selection_drop(OnnxLogits(fp16_path)(selection_images()[0]))
+            if drop > cfg.max_drift:
+                trial = fp16_stage.convert_fp16(fp32_path, work / "fp16-keep.onnx", fp16_stage.SENSITIVE_FP16_OPS)
+                trial_drop = selection_drop(OnnxLogits(trial)(selection_images()[0]))
+                if trial_drop < drop:
+                    shutil.move(os.fspath(trial), os.fspath(fp16_path))
+                    kept_ops = fp16_stage.SENSITIVE_FP16_OPS
+                    notes.append(f"FP16 dropped {drop:.2f} pp on the validation split carved from train; "
+                                 f"{', '.join(kept_ops)} kept in FP32 ({trial_drop:.2f} pp)")
+            artifacts["onnx-fp16"] = fp16_path
+            details["fp16"] = {"keep_fp32_ops": list(kept_ops)}
+
+        # 3. INT8
+        if cfg.int8:
+            calib_paths, calib_info = _calibration_paths(cfg, data)
+            details["calibration"] = {**calib_info, "method": cfg.calib_method, "quantizer": cfg.quantizer,
+                                      "flavour": target.int8_flavour}
+            int8_path = out / T.onnx_artifact("int8").filename
+            if cfg.quantizer == "modelopt":
+                from corese_edge.data.calibration import CalibrationBatches
+                from corese_edge.export.modelopt import quantize_modelopt
+
+                pre_names = _node_names(fp32_path)
+                kept = int8_stage.match_nodes(cfg.keep_fp, pre_names) if cfg.keep_fp else ()
+                quantize_modelopt(fp32_path, int8_path, CalibrationBatches(calib_paths, prep, 8), cfg.calib_method, kept)
+            else:
+                kept = _quantize_ort(cfg, target, fp32_path, int8_path, work, calib_paths, prep, notes, details,
+                                     selection_images, selection_drop, selection_cache)
+            artifacts["onnx-int8"] = int8_path
+
+        # 4. --embed-preprocess variants
+        if cfg.embed_preprocess:
+            for name in [n for n in ("onnx-fp32", "onnx-fp16", "onnx-int8") if n in artifacts]:
+                artifacts[f"{name}-preprocess"] = embed_preprocess(artifacts[name])
+            details["embed_preprocess"] = _check_embedded(artifacts, data, prep)
+
+    # 5. drift on --val-split, reference PyTorch FP32
+    fns: dict[str, Callable] = {"reference": torch_logits}
+    for name in ("onnx-fp32", "onnx-fp16", "onnx-int8"):
+        if name in artifacts:
+            reference_arithmetic = name == "onnx-int8" and target.int8_reference_arithmetic and cfg.quantizer == "ort"
+            fns[name] = OnnxLogits(artifacts[name], reference_arithmetic=reference_arithmetic)
+    labels, logits = collect_logits(data.evaluation, prep, fns, progress=cfg.progress, desc=f"validating on {cfg.val_split}")
+    report = DriftReport(data.class_names, labels, logits.pop("reference"), cfg.max_drift, split=cfg.val_split)
+    for name, value in logits.items():
+        extra: dict[str, Any] = {"file": artifacts[name].name}
+        if name == "onnx-int8":
+            extra.update(flavour=target.int8_flavour, quantizer=cfg.quantizer, kept_fp=list(kept),
+                         ort_graph_optimizations="disabled" if fns[name].reference_arithmetic else "all")
+        if name == "onnx-fp16":
+            extra.update(keep_fp32_ops=details["fp16"]["keep_fp32_ops"])
+        report.add(name, value, **extra)
+
+    # 6. TensorRT engines
+    engines: dict[str, Any] = {}
+    engine_missing: Exception | None = None
+    if target.engines and cfg.engine is not False:
+        precisions = T.engine_precisions(cfg.fp16, cfg.int8)
+        try:
+            trt, gpu = trt_stage.engine_environment()
+        except trt_stage.EngineUnavailable as exc:
+            engine_missing = exc
+            for p in precisions:
+                onnx_file = artifacts[f"onnx-{p}"]
+                cmd = trt_stage.build_engine_command(onnx_file, out / T.engine_artifact(p).filename,
+                                                     cfg.min_batch, cfg.opt_batch, cfg.max_batch)
+                notes.append(f"engine not built: {exc}; on the target run: {cmd}")
+        else:
+            if not report.passed:
+                notes.append("engines not built: the ONNX artifacts failed the drift gate")
+            else:
+                for p in precisions:
+                    built = trt_stage.build_engine(
+                        artifacts[f"onnx-{p}"], out / T.engine_artifact(p).filename, cfg.min_batch, cfg.opt_batch,
+                        cfg.max_batch, cfg.workspace_gb, trt=trt, gpu=gpu)
+                    engines[p] = built
+                    artifacts[f"trt-{p}"] = built.plan
+                    _engine_drift(report, built, p, cfg, data, prep, notes)
+
+    # 7. reports, export.json, closing table
+    report.notes[:] = notes
+    report.write(out)
+    rows = []
+    for name, path in artifacts.items():
+        entry = report.artifacts.get(name)
+        acc = f"{entry['accuracy']:.2%}" if entry else "-"
+        drop = f"{entry['accuracy_drop_pp']:+.2f} pp" + ("" if entry["passed"] else " FAIL") if entry else "-"
+        rows.append((name, _size(path), acc, drop))
+    table = summary_table(rows)
+    record = {
+        "schema": EXPORT_SCHEMA,
+        "config": config_to_dict(resolved),
+        "versions": _tool_versions() | ({"tensorrt": engines[next(iter(engines))].info["tensorrt_version"]} if engines else {}),
+        "platform": {"system": platform.platform(), "machine": platform.machine(), "python": sys.version.split()[0]},
+        "checkpoint": {"path": os.fspath(ckpt_path), "sha256": file_sha256(ckpt_path), "model": ckpt.variant,
+                       "class_names": list(ckpt.class_names), "preprocessing": prep.to_dict()},
+        "dataset": {"root": data.root, "layout": data.layout, "evaluation_split": cfg.val_split,
+                    "evaluation_images": len(data.evaluation)},
+        "target": dataclasses.asdict(target),
+        "artifacts": {name: {"file": path.name, "bytes": path.stat().st_size, "sha256": file_sha256(path)}
+                      for name, path in artifacts.items()},
+        "kept_fp": list(kept),
+        "drift": {"passed": report.passed, "failed": report.failed, "max_drift_pp": cfg.max_drift},
+        "engines": {p: {"plan": e.plan.name, "sidecar": e.sidecar.name} for p, e in engines.items()},
+        "notes": notes,
+        **details,
+    }
+    write_json(out / "export.json", record)
+    say(table)
+    for note in notes:
+        say(note)
+    result = ExportResult(out, resolved, artifacts, report, engines, notes, kept, table)
+    report.check()
+    if cfg.engine and engine_missing is not None:
+        raise trt_stage.EngineUnavailable(f"--engine: {notes[-1] if notes else engine_missing}")
+    return result
+
+
+def _node_names(path: Path) -> list[str]:
+    import onnx
+
+    return [n.name for n in onnx.load(os.fspath(path), load_external_data=False).graph.node]
+
+
+def _check_parity(torch_fn, onnx_fn, data: _Data, prep) -> dict[str, Any]:
+    """FP32 ONNX vs PyTorch on >= 64 images: max |logit diff| <= 1e-4 and identical top-1."""
+    from corese_edge.export.evaluation import collect_logits
+
+    samples = list(data.evaluation[:PARITY_MIN_IMAGES])
+    if len(samples) < PARITY_MIN_IMAGES:  # top up from train: parity is about arithmetic, not labels
+        samples += list(data.calib_pool[: PARITY_MIN_IMAGES - len(samples)])
+    if len(samples) < PARITY_MIN_IMAGES:
+        raise ParityError(f"parity needs {PARITY_MIN_IMAGES} images, the dataset has only {len(samples)}")
+    _, logits = collect_logits(samples, prep, {"torch": torch_fn, "onnx": onnx_fn})
+    diff = float(np.max(np.abs(logits["torch"] - logits["onnx"])))
+    agreement = float(np.mean(logits["torch"].argmax(1) == logits["onnx"].argmax(1)))
+    result = {"images": len(samples), "max_abs_logit_diff": diff, "top1_agreement": agreement,
+              "limits": {"max_abs_logit_diff": PARITY_MAX_ABS_LOGIT_DIFF, "top1_agreement": 1.0}}
+    if diff > PARITY_MAX_ABS_LOGIT_DIFF or agreement < 1.0:
+        raise ParityError(
+            f"the FP32 ONNX does not match PyTorch on {len(samples)} images: max |logit diff| {diff:.3g} "
+            f"(limit {PARITY_MAX_ABS_LOGIT_DIFF:g}), top-1 agreement {agreement:.2%} (must be 100%)"
+        )
+    log.info("parity: max |logit diff| %.2e, top-1 agreement %.0f%% on %d images", diff, 100 * agreement, len(samples))
+    return result
+
+
+def _check_embedded(artifacts: dict[str, Path], data: _Data, prep) -> dict[str, Any]:
+    """The uint8-frames FP32 variant must give the FP32 model's logits (same arithmetic, in-graph)."""
+    import cv2
+
+    from corese_edge.data.images import read_rgb
+    from corese_edge.export.evaluation import OnnxLogits
+
+    samples = list(data.evaluation[:16])
+    frames = np.stack([cv2.resize(read_rgb(s.path), (prep.size, prep.size), interpolation=prep.cv2_interpolation)
+                       for s in samples])
+    chw = (frames.astype(np.float32) / 255.0 - np.asarray(prep.mean, np.float32)) / np.asarray(prep.std, np.float32)
+    base = OnnxLogits(artifacts["onnx-fp32"])(np.ascontiguousarray(chw.transpose(0, 3, 1, 2)))
+    sess = OnnxLogits(artifacts["onnx-fp32-preprocess"])
+    got = sess(frames)
+    diff = float(np.max(np.abs(base - got)))
+    if diff > PARITY_MAX_ABS_LOGIT_DIFF:
+        raise ParityError(f"the --embed-preprocess model differs from model.onnx by {diff:.3g} in the logits")
+    return {"images": len(samples), "max_abs_logit_diff_vs_fp32": diff}
+
+
+def _quantize_ort(cfg, target, fp32_path, int8_path, work, calib_paths, prep, notes, details,
+                  selection_images, selection_drop, selection_cache) -> tuple[str, ...]:
+    from corese_edge.data.calibration import CalibrationBatches
+    from corese_edge.export import int8 as int8_stage
+    from corese_edge.export.evaluation import OnnxLogits
+
+    import onnx
+
+    flavour = target.int8_flavour
+    pre = int8_stage.prepare_for_quantization(fp32_path, work / "pre.onnx")
+    reader = int8_stage.StreamingCalibrationReader(
+        CalibrationBatches(calib_paths, prep, int8_stage.CALIB_BATCH[cfg.calib_method]), progress=cfg.progress)
+    ranges = int8_stage.calibrate(pre, reader, work / "ranges.json", cfg.calib_method, flavour)
+    names = _node_names(pre)
+    user_keep = int8_stage.match_nodes(cfg.keep_fp, names) if cfg.keep_fp else ()
+
+    def quantize(keep: Sequence[str], dest: Path) -> Path:
+        return int8_stage.quantize_int8(pre, dest, ranges, flavour, cfg.calib_method, keep, metadata_from=fp32_path)
+
+    quantize(user_keep, int8_path)
+    kept = tuple(user_keep)
+    if cfg.auto_keep:
+        ref_arith = target.int8_reference_arithmetic
+        x, _ = selection_images()
+        drop = selection_drop(OnnxLogits(int8_path, ref_arith)(x))
+        if drop > cfg.max_drift:
+            qdq = onnx.load(os.fspath(int8_path))
+            fp = onnx.load(os.fspath(pre))
+            candidates = [n for n in int8_stage.quantized_nodes(qdq) if n not in user_keep]
+            xs = x[:SENSITIVITY_IMAGES]
+            ref = selection_cache["fp32"][:SENSITIVITY_IMAGES]
+            ranking = int8_stage.rank_sensitivity(
+                qdq, fp, candidates, lambda proto: OnnxLogits(proto, ref_arith)(xs), ref, progress=cfg.progress)
+
+            def drop_of(extra: tuple[str, ...]) -> float:
+                trial = quantize(tuple(user_keep) + extra, work / "int8-trial.onnx")
+                return selection_drop(OnnxLogits(trial, ref_arith)(x))
+
+            search = int8_stage.search_keep(ranking, drop_of, cfg.max_drift, drop)
+            kept = tuple(user_keep) + search.kept
+            quantize(kept, int8_path)
+            details["auto_keep"] = search.to_dict()
+            notes.append(
+                f"--auto-keep: INT8 dropped {drop:.2f} pp on the validation split carved from train; kept "
+                f"{len(search.kept)} layer(s) in FP32 -> {search.drop_pp_after:.2f} pp"
+                + ("" if search.reached else " (the limit was not reached)")
+            )
+        else:
+            details["auto_keep"] = {"kept": [], "drop_pp_before": drop, "drop_pp_after": drop, "reached_limit": True}
+    return kept
+
+
+def _engine_drift(report, built, precision: str, cfg: ExportConfig, data: _Data, prep, notes: list[str]) -> None:
+    from corese_edge.export.evaluation import EngineLogits, collect_logits
+
+    try:
+        engine = EngineLogits(built.plan, cfg.min_batch, cfg.max_batch)
+    except ImportError as exc:
+        notes.append(f"trt-{precision}: drift not measured, the TensorRT runner is unavailable ({exc})")
+        return
+    try:
+        _, logits = collect_logits(data.evaluation, prep, {"engine": engine}, progress=cfg.progress,
+                                   desc=f"validating trt-{precision}")
+    finally:
+        engine.close()
+    report.add(f"trt-{precision}", logits["engine"], file=built.plan.name,
+               tensorrt_version=built.info["tensorrt_version"], gpu_name=built.info["gpu_name"])

@@ -1,0 +1,62 @@
+"""One table of artifact formats: which runner opens which file (Ultralytics-style).
+
+``open_runner(path, ...)`` picks the runner from the suffix and passes on only the options that
+runner takes; the CLI's ``predict`` and ``bench`` and :class:`ExpressionClassifier` all use it.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from corese_edge.errors import UserError
+from corese_edge.runtime.base import Runner
+
+
+@dataclass(frozen=True)
+class ArtifactFormat:
+    name: str
+    suffixes: tuple[str, ...]
+    backend: str
+    devices: str  # "cpu, gpu"
+    options: tuple[str, ...]  # keyword arguments of the runner
+
+
+FORMATS = (
+    ArtifactFormat("tensorrt", (".plan", ".engine"), "trt", "gpu", ("cuda_backend", "cuda_graph", "device", "trt_module")),
+    ArtifactFormat("onnx", (".onnx",), "ort", "cpu, gpu", ("providers", "threads", "optimization")),
+    ArtifactFormat("pytorch", (".pt", ".pth"), "torch", "cpu, gpu", ("device", "half", "threads")),
+)
+
+
+def format_of(path: str | os.PathLike) -> ArtifactFormat:
+    suffix = Path(path).suffix.lower()
+    for fmt in FORMATS:
+        if suffix in fmt.suffixes:
+            return fmt
+    known = ", ".join(s for f in FORMATS for s in f.suffixes)
+    raise UserError(f"{path}: unknown model format {suffix or '(no suffix)'!r}; expected one of {known}")
+
+
+def open_runner(path: str | os.PathLike, **options: Any) -> Runner:
+    """An inactive runner for ``path``.  Options another format would take, or ``None``, are dropped
+    (``device`` means a GPU index for TensorRT and a torch device string for PyTorch)."""
+    fmt = format_of(path)
+    kwargs = {k: v for k, v in options.items() if k in fmt.options and v is not None}
+    if fmt.backend == "trt":
+        from corese_edge.runtime.trt import TrtRunner
+
+        if isinstance(kwargs.get("device"), str):
+            dev = kwargs.pop("device")
+            kwargs["device"] = int(dev.split(":")[1]) if ":" in dev else 0
+        return TrtRunner(path, **kwargs)
+    if fmt.backend == "ort":
+        from corese_edge.runtime.ort import OrtRunner
+
+        return OrtRunner(path, **kwargs)
+    from corese_edge.runtime.torch_runner import TorchRunner
+
+    if "device" in kwargs and not isinstance(kwargs["device"], str):
+        kwargs["device"] = f"cuda:{int(kwargs['device'])}"
+    return TorchRunner(path, **kwargs)

@@ -1,0 +1,149 @@
+"""ONNX Runtime runner (CPU, or CUDA / TensorRT execution providers with ``onnxruntime-gpu``)."""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import numpy as np
+
+from corese_edge.errors import UserError, require
+from corese_edge.metadata import ArtifactMetadata
+from corese_edge.runtime.base import Runner, TensorSpec
+
+log = logging.getLogger(__name__)
+
+#: Short names accepted for ``providers`` (full ONNX Runtime names are accepted too).
+PROVIDER_ALIASES = {
+    "cpu": "CPUExecutionProvider",
+    "cuda": "CUDAExecutionProvider",
+    "tensorrt": "TensorrtExecutionProvider",
+    "trt": "TensorrtExecutionProvider",
+}
+
+_ORT_DTYPES = {
+    "tensor(float)": np.float32,
+    "tensor(float16)": np.float16,
+    "tensor(double)": np.float64,
+    "tensor(uint8)": np.uint8,
+    "tensor(int8)": np.int8,
+    "tensor(int32)": np.int32,
+    "tensor(int64)": np.int64,
+    "tensor(bool)": np.bool_,
+}
+
+
+def precision_from_name(path: str | Path) -> str:
+    """``model.int8.onnx`` -> ``int8``; ``model.fp16.plan`` -> ``fp16``; anything else ``fp32``."""
+    parts = Path(path).name.lower().split(".")
+    for p in ("int8", "fp16", "bf16", "fp8"):
+        if p in parts[1:]:
+            return p
+    return "fp32"
+
+
+def resolve_providers(providers: Sequence[str] | str | None, available: Sequence[str]) -> list[str]:
+    """Map user names to ONNX Runtime providers.
+
+    ``None`` / ``"auto"``: CUDA when ``onnxruntime-gpu`` offers it, then CPU (the TensorRT EP is
+    only used when asked for, because it builds an engine on first use).  A provider that this
+    onnxruntime build lacks is a :class:`UserError` listing the available ones.
+    """
+    if providers is None or providers == "auto" or list(providers) == ["auto"]:
+        chosen = [p for p in ("CUDAExecutionProvider",) if p in available]
+        return chosen + ["CPUExecutionProvider"]
+    if isinstance(providers, str):
+        providers = [p.strip() for p in providers.split(",") if p.strip()]
+    out = []
+    for name in providers:
+        full = PROVIDER_ALIASES.get(name.lower(), name)
+        if full not in available:
+            hint = " (install onnxruntime-gpu)" if full in ("CUDAExecutionProvider", "TensorrtExecutionProvider") else ""
+            raise UserError(
+                f"ONNX Runtime provider {name!r} is not available{hint}; available: {', '.join(available)}"
+            )
+        out.append(full)
+    if "CPUExecutionProvider" not in out:
+        out.append("CPUExecutionProvider")  # fallback for nodes the GPU providers don't take
+    return out
+
+
+class OrtRunner(Runner):
+    """Runs an ONNX file with ONNX Runtime.
+
+    ``providers``: ``None``/``"auto"``, or names such as ``["cuda", "cpu"]``.  ``threads``: intra-op
+    threads (``None`` = ONNX Runtime's default, one per physical core).  ``optimization``:
+    ``"all"`` (default) or ``"disabled"``; the latter gives the reference Q/DQ arithmetic used to
+    measure a TensorRT-flavour INT8 graph's drift on CPUs whose fused S8S8 kernels saturate.
+
+    An ``InferenceSession`` may be shared between threads (``run`` is thread-safe).
+    """
+
+    backend = "ort"
+
+    def __init__(
+        self,
+        path: str | Path,
+        providers: Sequence[str] | str | None = None,
+        threads: int | None = None,
+        optimization: str = "all",
+    ) -> None:
+        super().__init__(str(path))
+        self.requested_providers = providers
+        self.threads = threads
+        if optimization not in ("all", "disabled", "basic", "extended"):
+            raise UserError(f"optimization must be all, extended, basic or disabled; got {optimization!r}")
+        self.optimization = optimization
+        self.precision = precision_from_name(path)
+        self.providers: list[str] = []
+        self.session = None
+
+    def _activate(self) -> None:
+        ort = require("onnxruntime", "export", "to run .onnx models")
+        p = Path(self.path)
+        if not p.is_file():
+            raise UserError(f"model not found: {p}")
+        opts = ort.SessionOptions()
+        if self.threads is not None:
+            if int(self.threads) < 1:
+                raise UserError(f"threads must be >= 1, got {self.threads}")
+            opts.intra_op_num_threads = int(self.threads)
+        opts.inter_op_num_threads = 1
+        level = {
+            "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+            "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+            "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+            "disabled": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+        }[self.optimization]
+        opts.graph_optimization_level = level
+        self.providers = resolve_providers(self.requested_providers, ort.get_available_providers())
+        try:
+            self.session = ort.InferenceSession(str(p), sess_options=opts, providers=self.providers)
+        except Exception as exc:  # InvalidProtobuf, Fail, NoSuchFile ... all derive from RuntimeError
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise UserError(f"{p}: ONNX Runtime cannot load it ({first[:200]})") from None
+        self.inputs = tuple(_spec(i) for i in self.session.get_inputs())
+        self.outputs = tuple(_spec(o) for o in self.session.get_outputs())
+        self._output_names = [o.name for o in self.outputs]
+        props = self.session.get_modelmeta().custom_metadata_map
+        try:
+            self.metadata = ArtifactMetadata.from_props(props, source=self.path)
+        except UserError as exc:
+            self.metadata = None
+            self.metadata_problem = str(exc)
+        self.max_batch = None
+
+    def _infer(self, feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        values = self.session.run(self._output_names, dict(feed))
+        return dict(zip(self._output_names, values))
+
+    def _close(self) -> None:
+        self.session = None
+
+
+def _spec(node) -> TensorSpec:
+    dtype = _ORT_DTYPES.get(node.type)
+    if dtype is None:
+        raise UserError(f"unsupported tensor type {node.type} for {node.name!r}")
+    shape = tuple(d if isinstance(d, int) and d >= 0 else None for d in node.shape)
+    return TensorSpec(node.name, np.dtype(dtype), shape)

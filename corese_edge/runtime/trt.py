@@ -1,0 +1,502 @@
+"""TensorRT runner: a ``.plan`` plus its sidecar ``.plan.json``, run with the named-tensor API.
+
+Only the API common to TensorRT 8.5 through 11 is used (``num_io_tensors``, ``get_tensor_name`` /
+``get_tensor_mode`` / ``get_tensor_shape`` / ``get_tensor_dtype``, ``get_tensor_profile_shape``,
+``set_input_shape``, ``set_tensor_address``, ``execute_async_v3``; see "Running an engine" in
+shared/TENSORRT.md and the TensorRT Python API reference for ``IExecutionContext``).
+
+Before anything is deserialized, :meth:`TrtRunner.activate` checks, each failure being one
+:class:`~corese_edge.errors.UserError` line (a foreign or broken plan must never segfault; the lean
+runtime does segfault when it deserializes without a GPU):
+
+1. the plan and its sidecar exist and the sidecar parses;
+2. the plan is whole: its size and sha256 equal the sidecar's ``plan_size`` / ``plan_sha256``;
+3. a CUDA GPU is present (``cudaGetDeviceCount``);
+4. the sidecar was built for this GPU: same compute capability (or, for a hardware-compatible plan,
+   Ampere or newer), and the same name (a different name with the same compute capability only
+   warns);
+5. the installed TensorRT can load it: the same version for a normal plan; for a version-compatible
+   plan (``BuilderFlag.VERSION_COMPATIBLE``) the same major and not older, or the 8 -> 10 and
+   10 -> 11 steps TensorRT documents.  The lean runtime (``tensorrt_lean``, or
+   ``tensorrt_lean_bindings`` from the PyPI wheels ``tensorrt-lean-cu13-bindings`` +
+   ``tensorrt-lean-cu13-libs``) loads only version-compatible plans, and for those
+   ``Runtime.engine_host_code_allowed`` is set to True.
+
+Memory follows TensorRT's ``common_runtime.py``: one device buffer and one pinned host buffer per
+I/O tensor, allocated once for the optimization profile's maximum shapes; their addresses are bound
+with ``set_tensor_address`` once; one CUDA stream.  With ``cuda_graph=True`` the enqueue of each
+batch size is captured into a CUDA graph the first time that batch is seen (after one ordinary
+enqueue, as the TensorRT developer guide asks) and replayed afterwards; transfers stay outside the
+graph so H2D / compute / D2H keep their own timings.
+
+Thread safety: a TrtRunner owns one execution context, one stream and one set of buffers, and
+TensorRT allows an execution context to be used by one thread at a time.  Use one TrtRunner per
+thread (each deserializes its own engine); calling one runner from two threads at once raises a
+UserError instead of corrupting its buffers.
+"""
+from __future__ import annotations
+
+import hashlib
+import importlib
+import json
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+
+from corese_edge.errors import MissingExtra, UserError
+from corese_edge.metadata import ArtifactMetadata
+from corese_edge.preprocessing import Preprocessing
+from corese_edge.runtime.base import Runner, TensorSpec
+from corese_edge.runtime.cuda import CudaApi, cuda_api
+
+log = logging.getLogger(__name__)
+
+#: Modules that provide ``Runtime``, tried in this order by ``trt_module="auto"``.
+TRT_MODULES = ("tensorrt", "tensorrt_lean", "tensorrt_lean_bindings")
+LEAN_MODULES = ("tensorrt_lean", "tensorrt_lean_bindings")
+
+
+def sidecar_path(plan: str | Path) -> Path:
+    """``model.fp16.plan`` -> ``model.fp16.plan.json``."""
+    plan = Path(plan)
+    return plan.with_name(plan.name + ".json")
+
+
+def _version_tuple(v: str) -> tuple[int, ...]:
+    out = []
+    for part in str(v).split("."):
+        digits = "".join(ch for ch in part if ch.isdigit())
+        if not digits:
+            break
+        out.append(int(digits))
+    return tuple(out)
+
+
+@dataclass(frozen=True)
+class PlanSidecar:
+    """What ``corese-edge build-engine`` records beside a plan (keys read leniently)."""
+
+    path: Path
+    trt_version: str
+    gpu_name: str
+    compute_capability: str
+    precision: str
+    class_names: tuple[str, ...]
+    preprocessing: Preprocessing
+    plan_size: int | None = None
+    plan_sha256: str | None = None
+    version_compatible: bool = False
+    hardware_compatibility: str = "none"
+    onnx_sha256: str = ""
+    model: str = "unknown"
+    profile: dict[str, Any] = field(default_factory=dict)
+    raw: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def read(cls, path: str | Path) -> "PlanSidecar":
+        path = Path(path)
+        if not path.is_file():
+            raise UserError(
+                f"{path} not found: a .plan needs the sidecar JSON that build-engine writes beside it "
+                "(class names, preprocessing, the GPU and TensorRT version it was built for)"
+            )
+        try:
+            raw = json.loads(path.read_text())
+        except (OSError, ValueError) as exc:
+            raise UserError(f"{path}: not a readable plan sidecar ({exc})") from None
+        if not isinstance(raw, dict) or not str(raw.get("schema", "")).startswith("corese-edge/"):
+            raise UserError(f"{path}: not a corese-edge plan sidecar (no corese-edge schema)")
+        try:
+            plan = raw.get("plan") if isinstance(raw.get("plan"), dict) else {}
+            size = raw.get("plan_size", raw.get("plan_bytes", raw.get("plan_size_bytes", plan.get("size"))))
+            sha = raw.get("plan_sha256", plan.get("sha256"))
+            hw = raw.get("hardware_compatibility", raw.get("hardware_compatibility_level", raw.get("hardware_compat", "none")))
+            return cls(
+                path=path,
+                trt_version=str(raw["trt_version"]),
+                gpu_name=str(raw["gpu_name"]),
+                compute_capability=str(raw["compute_capability"]),
+                precision=str(raw.get("precision", "fp32")),
+                class_names=tuple(raw["class_names"]),
+                preprocessing=Preprocessing.from_dict(raw["preprocessing"]),
+                plan_size=int(size) if size is not None else None,
+                plan_sha256=str(sha) if sha else None,
+                version_compatible=bool(raw.get("version_compatible", False)),
+                hardware_compatibility=str(hw or "none").lower(),
+                onnx_sha256=str(raw.get("onnx_sha256", "")),
+                model=str(raw.get("model", "unknown")),
+                profile=dict(raw.get("profile") or {}),
+                raw=raw,
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise UserError(f"{path}: incomplete plan sidecar (missing or bad {exc})") from None
+
+    def metadata(self) -> ArtifactMetadata:
+        return ArtifactMetadata(
+            class_names=self.class_names,
+            preprocessing=self.preprocessing,
+            model=self.model,
+            checkpoint_sha256=str(self.raw.get("checkpoint_sha256", "")),
+            corese_edge_version=str(self.raw.get("corese_edge_version", "")),
+        )
+
+
+def check_plan_file(plan: Path, sidecar: PlanSidecar) -> bytes:
+    """Read the plan and prove it whole against the sidecar; returns its bytes."""
+    try:
+        data = plan.read_bytes()
+    except FileNotFoundError:
+        raise UserError(f"engine not found: {plan}") from None
+    except OSError as exc:
+        raise UserError(f"{plan}: cannot read the engine ({exc.strerror or exc})") from None
+    if not data:
+        raise UserError(f"{plan} is empty: rebuild it with corese-edge build-engine")
+    if sidecar.plan_size is not None and len(data) != sidecar.plan_size:
+        raise UserError(
+            f"{plan} is {len(data)} bytes but its sidecar records {sidecar.plan_size}: "
+            "the file is truncated or was replaced; copy it again or rebuild it"
+        )
+    if sidecar.plan_sha256 is not None:
+        digest = hashlib.sha256(data).hexdigest()
+        if digest != sidecar.plan_sha256:
+            raise UserError(
+                f"{plan}: sha256 {digest[:12]}... differs from its sidecar's {sidecar.plan_sha256[:12]}...: "
+                "the file is corrupt or belongs to another sidecar; copy it again or rebuild it"
+            )
+    if sidecar.plan_size is None and sidecar.plan_sha256 is None:
+        log.warning("%s records no plan_size / plan_sha256; the plan's integrity cannot be checked", sidecar.path)
+    return data
+
+
+def check_gpu(plan: Path, sidecar: PlanSidecar, gpu_name: str, compute_capability: str) -> None:
+    """Refuse a plan built for another GPU architecture (see module doc, check 4)."""
+    built = _version_tuple(sidecar.compute_capability)
+    here = _version_tuple(compute_capability)
+    if sidecar.hardware_compatibility not in ("", "none"):
+        # AMPERE_PLUS plans run on any Ampere-or-newer GPU (TensorRT developer guide,
+        # "Hardware Compatibility"); SAME_COMPUTE_CAPABILITY ones need the same major.minor.
+        same_cc = "same" in sidecar.hardware_compatibility
+        ok = here == built if same_cc else here >= (8, 0)
+        if not ok:
+            raise UserError(
+                f"{plan} is a hardware-compatible ({sidecar.hardware_compatibility}) plan built on "
+                f"{sidecar.gpu_name} (compute capability {sidecar.compute_capability}); this GPU, {gpu_name} "
+                f"({compute_capability}), is outside that range: rebuild the engine here with corese-edge build-engine"
+            )
+        return
+    if here != built:
+        raise UserError(
+            f"{plan} was built for {sidecar.gpu_name} (compute capability {sidecar.compute_capability}) "
+            f"but this GPU is {gpu_name} ({compute_capability}); engines do not travel between GPU "
+            "architectures: rebuild it here with corese-edge build-engine MODEL.onnx"
+        )
+    if sidecar.gpu_name.strip().lower() != gpu_name.strip().lower():
+        log.warning(
+            "%s was built on %s; this GPU is %s with the same compute capability %s: it should load, "
+            "but tactics were tuned for the other GPU",
+            plan, sidecar.gpu_name, gpu_name, compute_capability,
+        )
+
+
+def check_trt_version(plan: Path, sidecar: PlanSidecar, installed: str, module_name: str) -> None:
+    """Refuse a plan this TensorRT cannot load (see module doc, check 5)."""
+    built, have = _version_tuple(sidecar.trt_version), _version_tuple(installed)
+    lean = module_name in LEAN_MODULES
+    if not sidecar.version_compatible:
+        if lean:
+            raise UserError(
+                f"{plan} is not version-compatible, and the TensorRT lean runtime ({module_name} {installed}) "
+                "loads only version-compatible plans: rebuild with --version-compatible, or install the full "
+                f"TensorRT {sidecar.trt_version}"
+            )
+        if built[:3] != have[:3]:
+            raise UserError(
+                f"{plan} was built with TensorRT {sidecar.trt_version} but TensorRT {installed} is installed; "
+                "a plan loads only on the TensorRT version that built it: rebuild it here, or build with "
+                "--version-compatible"
+            )
+        return
+    # Version-compatible plans load on the same or a later version within a major, and across the
+    # 8 -> 10 and 10 -> 11 steps (TensorRT developer guide, "Version Compatibility").
+    same_major_newer = built[:1] == have[:1] and have >= built
+    next_major = (built[:1], have[:1]) in (((8,), (10,)), ((10,), (11,)))
+    if not (same_major_newer or next_major):
+        raise UserError(
+            f"{plan} is a version-compatible plan from TensorRT {sidecar.trt_version}, which TensorRT "
+            f"{installed} cannot load (it needs the same major version, not older, or the next supported "
+            "major): rebuild it here"
+        )
+
+
+def import_trt(trt_module: str = "auto") -> Any:
+    """The TensorRT runtime module (full ``tensorrt`` first, then the lean ones)."""
+    names = TRT_MODULES if trt_module == "auto" else (trt_module,)
+    if trt_module != "auto" and trt_module not in TRT_MODULES:
+        raise UserError(f"trt_module must be auto or one of {', '.join(TRT_MODULES)}, got {trt_module!r}")
+    for name in names:
+        try:
+            return importlib.import_module(name)
+        except ImportError:
+            continue
+    raise MissingExtra(
+        "TensorRT is not installed: on a Jetson it comes with JetPack (apt install python3-libnvinfer); "
+        "elsewhere install NVIDIA's tensorrt, or pip install tensorrt-lean-cu13-bindings tensorrt-lean-cu13-libs "
+        "for version-compatible plans"
+    )
+
+
+def _module_version(mod: Any) -> str:
+    return str(getattr(mod, "__version__", "unknown"))
+
+
+class TrtRunner(Runner):
+    """Runs a TensorRT plan (see the module doc for the checks, memory and thread-safety contract).
+
+    ``cuda_backend``: ``auto`` | ``cuda-python`` | ``pycuda``.  ``cuda_graph``: capture each batch
+    size's enqueue into a CUDA graph.  ``device``: the GPU index.  ``trt_module``: ``auto`` or one
+    of :data:`TRT_MODULES`.  ``cuda`` and ``trt`` inject a CUDA layer / TensorRT module (tests).
+
+    After each :meth:`infer`, :attr:`last_timings` holds ``h2d_ms``, ``gpu_compute_ms``,
+    ``d2h_ms`` (CUDA events on the stream), ``enqueue_ms`` (host time of the enqueue call) and
+    ``latency_ms`` = H2D + compute + D2H, as trtexec defines them.
+    """
+
+    backend = "trt"
+
+    def __init__(
+        self,
+        path: str | Path,
+        cuda_backend: str = "auto",
+        cuda_graph: bool = False,
+        device: int = 0,
+        trt_module: str = "auto",
+        cuda: CudaApi | None = None,
+        trt: Any | None = None,
+    ) -> None:
+        super().__init__(str(path))
+        self.cuda_backend = cuda_backend
+        self.cuda_graph = bool(cuda_graph)
+        self.device = int(device)
+        self.trt_module = trt_module
+        self._cuda = cuda
+        self._trt = trt
+        self.sidecar: PlanSidecar | None = None
+        self.gpu = None
+        self.trt_version = ""
+        self.last_timings: dict[str, float] = {}
+        self._lock = threading.Lock()
+        self._reset_handles()
+
+    def _reset_handles(self) -> None:
+        self._runtime = self._engine = self._context = None
+        self._stream = None
+        self._events: list[Any] = []
+        self._device_buffers: dict[str, Any] = {}
+        self._host_buffers: dict[str, Any] = {}
+        self._graphs: dict[int, Any] = {}
+        self._batch_shape: dict[str, tuple[int, ...]] = {}
+        self._current_batch = 0
+
+    # -- activation ------------------------------------------------------------------------------
+    def _activate(self) -> None:
+        plan = Path(self.path)
+        if not plan.is_file():
+            raise UserError(f"engine not found: {plan}")
+        sidecar = PlanSidecar.read(sidecar_path(plan))
+        data = check_plan_file(plan, sidecar)
+
+        api = self._cuda if self._cuda is not None else cuda_api(self.cuda_backend)
+        count = api.device_count()
+        if count == 0:
+            raise UserError(
+                f"no CUDA GPU found ({api.no_device_reason or 'no device'}): a TensorRT plan needs an NVIDIA GPU "
+                "and driver; on a CPU run the .onnx export instead (corese-edge bench --onnx model.onnx)"
+            )
+        if self.device >= count:
+            raise UserError(f"GPU {self.device} requested but only {count} CUDA device(s) are present")
+        gpu = api.device_info(self.device)
+        check_gpu(plan, sidecar, gpu.name, gpu.compute_capability)
+
+        trt = self._trt if self._trt is not None else import_trt(self.trt_module)
+        module_name = getattr(trt, "__name__", "tensorrt").split(".")[0]
+        installed = _module_version(trt)
+        check_trt_version(plan, sidecar, installed, module_name)
+
+        self.sidecar, self.gpu, self.trt_version, self.trt = sidecar, gpu, installed, trt
+        self.metadata = sidecar.metadata()
+        self.precision = sidecar.precision
+        self.cuda = api
+        try:
+            self._load(trt, api, data, sidecar)
+        except BaseException:
+            self._free()
+            raise
+
+    def _load(self, trt: Any, api: CudaApi, data: bytes, sidecar: PlanSidecar) -> None:
+        api.set_device(self.device)
+        logger = trt.Logger(trt.Logger.WARNING)
+        self._runtime = trt.Runtime(logger)
+        if sidecar.version_compatible:
+            # version-compatible plans carry their own lean runtime code, which must be allowed
+            self._runtime.engine_host_code_allowed = True
+        self._engine = self._runtime.deserialize_cuda_engine(data)
+        if self._engine is None:
+            raise UserError(f"{self.path}: TensorRT could not deserialize the plan (see TensorRT's log above)")
+        self._context = self._engine.create_execution_context()
+        if self._context is None:
+            raise UserError(f"{self.path}: TensorRT could not create an execution context (out of GPU memory?)")
+
+        inputs, outputs, max_shapes = [], [], {}
+        for i in range(self._engine.num_io_tensors):
+            name = self._engine.get_tensor_name(i)
+            mode = self._engine.get_tensor_mode(name)
+            dtype = np.dtype(trt.nptype(self._engine.get_tensor_dtype(name)))
+            shape = tuple(int(d) for d in self._engine.get_tensor_shape(name))
+            spec = TensorSpec(name, dtype, tuple(None if d < 0 else d for d in shape))
+            if mode == trt.TensorIOMode.INPUT:
+                _min, _opt, mx = self._engine.get_tensor_profile_shape(name, 0)
+                max_shapes[name] = tuple(int(d) for d in mx)
+                inputs.append(spec)
+            elif mode == trt.TensorIOMode.OUTPUT:
+                outputs.append(spec)
+        if not inputs or not outputs:
+            raise UserError(f"{self.path}: the engine has no inputs or no outputs")
+        self.inputs, self.outputs = tuple(inputs), tuple(outputs)
+        self.max_batch = min(shape[0] for shape in max_shapes.values())
+
+        for name, shape in max_shapes.items():
+            self._set_input_shape(name, shape)
+        self._current_batch = self.max_batch
+        self._stream = api.create_stream()
+        for spec in self.inputs + self.outputs:
+            shape = max_shapes[spec.name] if spec.name in max_shapes else tuple(self._context.get_tensor_shape(spec.name))
+            if any(d < 0 for d in shape):
+                raise UserError(f"{self.path}: cannot size output {spec.name!r} (shape {shape} at the maximum batch)")
+            self._host_buffers[spec.name] = api.host_buffer(shape, spec.dtype)
+            self._device_buffers[spec.name] = api.device_buffer(self._host_buffers[spec.name].nbytes)
+            if not self._context.set_tensor_address(spec.name, self._device_buffers[spec.name].ptr):
+                raise UserError(f"{self.path}: TensorRT refused the address of tensor {spec.name!r}")
+        self._events = [api.create_event() for _ in range(4)]
+
+    def _set_input_shape(self, name: str, shape: tuple[int, ...]) -> None:
+        if not self._context.set_input_shape(name, tuple(int(d) for d in shape)):
+            raise UserError(f"{self.path}: TensorRT rejected input shape {shape} for {name!r} (outside the profile)")
+
+    # -- inference -------------------------------------------------------------------------------
+    def _infer(self, feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        if not self._lock.acquire(blocking=False):
+            raise UserError("this TrtRunner is already running in another thread: use one TrtRunner per thread")
+        try:
+            batch = int(next(iter(feed.values())).shape[0])
+            for spec in self.inputs:
+                np.copyto(self._host_buffers[spec.name].array[:batch], feed[spec.name])
+            self.execute(batch, transfers=True)
+            return {spec.name: self._host_buffers[spec.name].array[:batch].copy() for spec in self.outputs}
+        finally:
+            self._lock.release()
+
+    def execute(self, batch: int, transfers: bool = True) -> dict[str, float]:
+        """Run one query of ``batch`` rows on whatever the pinned input buffers hold.
+
+        ``transfers=False`` skips H2D and D2H (trtexec's ``--noDataTransfers``): latency is then the
+        GPU compute time alone.  Returns and stores :attr:`last_timings` (milliseconds).
+        """
+        api, ctx, stream = self.cuda, self._context, self._stream
+        if batch != self._current_batch:
+            for spec in self.inputs:
+                self._set_input_shape(spec.name, (batch,) + tuple(self._host_buffers[spec.name].array.shape[1:]))
+            self._current_batch = batch
+        rows = {name: buf.nbytes // buf.array.shape[0] for name, buf in self._host_buffers.items()}
+        e0, e1, e2, e3 = self._events
+        api.record_event(e0, stream)
+        if transfers:
+            for spec in self.inputs:
+                api.htod_async(self._device_buffers[spec.name], self._host_buffers[spec.name], rows[spec.name] * batch, stream)
+        api.record_event(e1, stream)
+        graph = self._graph_for(batch) if self.cuda_graph else None
+        t0 = time.perf_counter()
+        if graph is not None:
+            graph.launch(stream)
+        elif not ctx.execute_async_v3(api.stream_handle(stream)):
+            raise UserError(f"{self.path}: TensorRT execute_async_v3 failed (see TensorRT's log above)")
+        enqueue_ms = (time.perf_counter() - t0) * 1e3
+        api.record_event(e2, stream)
+        if transfers:
+            for spec in self.outputs:
+                api.dtoh_async(self._host_buffers[spec.name], self._device_buffers[spec.name], rows[spec.name] * batch, stream)
+        api.record_event(e3, stream)
+        api.synchronize(stream)
+        timings = {"gpu_compute_ms": api.elapsed_ms(e1, e2), "enqueue_ms": enqueue_ms}
+        if transfers:
+            timings["h2d_ms"] = api.elapsed_ms(e0, e1)
+            timings["d2h_ms"] = api.elapsed_ms(e2, e3)
+            timings["latency_ms"] = timings["h2d_ms"] + timings["gpu_compute_ms"] + timings["d2h_ms"]
+        else:
+            timings["latency_ms"] = timings["gpu_compute_ms"]
+        self.last_timings = timings
+        return timings
+
+    def _graph_for(self, batch: int) -> Any | None:
+        """The CUDA graph for ``batch``; captured on its second use (the first enqueue runs plainly)."""
+        if batch in self._graphs:
+            return self._graphs[batch]
+        if not getattr(self.cuda, "supports_graphs", False):
+            raise UserError(f"CUDA graphs need cuda-python (the {self.cuda.name} backend cannot capture); use --no-cuda-graph")
+        stream = self._stream
+        # TensorRT must enqueue once before capture so the context has done its lazy setup.
+        if not self._context.execute_async_v3(self.cuda.stream_handle(stream)):
+            raise UserError(f"{self.path}: TensorRT execute_async_v3 failed before graph capture")
+        self.cuda.synchronize(stream)
+        self.cuda.begin_capture(stream)
+        try:
+            ok = self._context.execute_async_v3(self.cuda.stream_handle(stream))
+        finally:
+            graph = self.cuda.end_capture(stream)
+        if not ok:
+            graph.free()
+            raise UserError(f"{self.path}: CUDA graph capture of the enqueue failed; use --no-cuda-graph")
+        self._graphs[batch] = graph
+        return graph
+
+    def host_input(self, name: str) -> np.ndarray:
+        """The pinned host buffer of input ``name`` (max-batch rows), for benchmarks that fill it once."""
+        return self._host_buffers[name].array
+
+    # -- teardown --------------------------------------------------------------------------------
+    def _close(self) -> None:
+        self._free()
+
+    def _free(self) -> None:
+        api = getattr(self, "cuda", None) or self._cuda
+        errors = []
+        for graph in self._graphs.values():
+            errors += _try(graph.free)
+        for buf in list(self._device_buffers.values()) + list(self._host_buffers.values()):
+            errors += _try(buf.free)
+        if api is not None:
+            for ev in self._events:
+                errors += _try(api.destroy_event, ev)
+            if self._stream is not None:
+                errors += _try(api.destroy_stream, self._stream)
+            if hasattr(api, "release"):
+                errors += _try(api.release)
+        # the context must go before the engine, and the engine before the runtime
+        self._context = None
+        self._engine = None
+        self._runtime = None
+        self._reset_handles()
+        if errors:
+            log.warning("while freeing %s: %s", self.path, "; ".join(errors))
+
+
+def _try(fn: Any, *args: Any) -> list[str]:
+    try:
+        fn(*args)
+        return []
+    except Exception as exc:  # keep freeing the rest
+        return [str(exc)]

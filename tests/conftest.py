@@ -1,0 +1,78 @@
+"""Shared fixtures: real files on disk, tiny models.
+
+* ``tiny_checkpoint``: an untrained coresse-lite checkpoint at 32 px (fast; for plumbing tests).
+* ``tiny_onnx``: its FP32 ONNX export with corese-edge metadata.
+* ``synthetic_data``: a small synthetic expression set in the Kaggle RAF-DB layout.
+* ``trained_run``: a short real training run of coresse-lite on ``synthetic_data`` (session
+  scoped, shared by the export, runtime and evaluate tests). ``trained_run.swa_path`` etc.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("OMP_NUM_THREADS", "2")
+
+TINY_SIZE = 32
+CLASSES = ("Surprise", "Fear", "Disgust", "Happiness", "Sadness", "Anger", "Neutral")
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory) -> Path:
+    import torch
+
+    from corese_edge.model import CoResSE
+    from corese_edge.model.checkpoint import Checkpoint
+    from corese_edge.preprocessing import Preprocessing
+
+    torch.manual_seed(0)
+    model = CoResSE("coresse-lite", len(CLASSES))
+    ckpt = Checkpoint(
+        path=None,
+        variant="coresse-lite",
+        num_classes=len(CLASSES),
+        se_mode="sample",
+        class_names=list(CLASSES),
+        preprocessing=Preprocessing(size=TINY_SIZE),
+        state_dict=model.state_dict(),
+        kind="test",
+    )
+    return ckpt.save(tmp_path_factory.mktemp("tiny") / "tiny.pt")
+
+
+@pytest.fixture(scope="session")
+def tiny_onnx(tiny_checkpoint, tmp_path_factory) -> Path:
+    from corese_edge.export.onnx_fp32 import export_onnx
+
+    return export_onnx(tiny_checkpoint, tmp_path_factory.mktemp("tiny_onnx") / "model.onnx")
+
+
+@pytest.fixture(scope="session")
+def synthetic_data(tmp_path_factory) -> Path:
+    from corese_edge.data.synthetic import generate
+
+    return generate(tmp_path_factory.mktemp("synthetic") / "faces", train_per_class=40, test_per_class=12, size=64, seed=0)
+
+
+@pytest.fixture(scope="session")
+def trained_run(synthetic_data, tmp_path_factory):
+    """A real (short) training run: coresse-lite, 48 px, a few epochs, SWA at the end."""
+    from corese_edge.train import TrainConfig, train
+
+    cfg = TrainConfig(
+        data=str(synthetic_data),
+        model="coresse-lite",
+        img_size=48,
+        epochs=4,
+        batch_size=32,
+        lr=2e-3,
+        warmup_epochs=1,
+        pretrained="none",
+        workers=0,
+        seed=0,
+        out=str(tmp_path_factory.mktemp("runs") / "trained"),
+        progress=False,
+    )
+    return train(cfg)
