@@ -180,8 +180,10 @@ class TegrastatsSampler:
         return True
 
     def _read(self) -> None:
-        assert self._proc is not None and self._proc.stdout is not None
-        for line in self._proc.stdout:
+        proc = self._proc
+        if proc is None or proc.stdout is None:
+            return
+        for line in proc.stdout:
             self.feed(line)
 
     def stop(self) -> None:

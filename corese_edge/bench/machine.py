@@ -107,6 +107,16 @@ def gpus() -> tuple[list[dict[str, Any]], str]:
     return [], reason or "no NVIDIA GPU found"
 
 
+def cuda_runtime_version() -> str | None:
+    """The CUDA runtime cuda-python links against (known even without a GPU), else None."""
+    try:
+        from corese_edge.runtime.cuda import CudaPythonApi
+
+        return CudaPythonApi().runtime_version()
+    except Exception:  # no cuda-python, or a broken one: not an error for a machine description
+        return None
+
+
 def machine_info() -> dict[str, Any]:
     """Everything a benchmark result must carry about where it ran."""
     gpu_list, no_gpu = gpus()
@@ -123,6 +133,7 @@ def machine_info() -> dict[str, Any]:
         "gpus": gpu_list,
         "versions": {k: dist_version(v) for k, v in DISTRIBUTIONS.items()},
     }
+    info["versions"]["cuda_runtime"] = cuda_runtime_version()
     if not gpu_list:
         info["no_gpu_reason"] = no_gpu
     jet = jetson_info()
@@ -135,7 +146,10 @@ def describe(info: dict[str, Any]) -> str:
     """One line naming the machine, e.g. ``AMD EPYC (2 cores, avx2 avx512_vnni), no GPU``."""
     host = info["host"]
     feats = " ".join(host.get("cpu_features") or [])
-    text = f"{host['cpu']} ({host.get('usable_cores') or host['logical_cores']} cores{', ' + feats if feats else ''})"
+    cores = f"{host['logical_cores']} cores"
+    if host.get("usable_cores") and host["usable_cores"] != host["logical_cores"]:
+        cores += f", {host['usable_cores']} usable by this process"
+    text = f"{host['cpu']} ({cores}{', ' + feats if feats else ''})"
     if info.get("gpus"):
         g = info["gpus"][0]
         text += f", GPU {g['name']} (sm {g.get('compute_capability')}, driver {g.get('driver_version') or g.get('driver')})"
@@ -151,7 +165,7 @@ def describe(info: dict[str, Any]) -> str:
 def machine_slug(info: dict[str, Any]) -> str:
     """A file-name-safe key for a machine (CPU, cores, GPU)."""
     host = info["host"]
-    parts = [host["cpu"], f"{host.get('usable_cores') or host['logical_cores']}c"]
+    parts = [host["cpu"], f"{host['logical_cores']}c"]
     parts.append(info["gpus"][0]["name"] if info.get("gpus") else "nogpu")
     slug = "-".join(parts).lower()
     return re.sub(r"[^a-z0-9]+", "-", slug).strip("-")

@@ -2,7 +2,7 @@
 
 trtexec (``samples/common/sampleReporting.cpp``) sorts the samples, takes the median as the middle
 element (the mean of the two middle ones for an even count) and the p-th percentile as the sorted
-element at index ``max(n - 1 - int((1 - p / 100) * n), 0)``, i.e. a nearest-rank percentile with no
+element at index ``max(n - 1 - int((1 - p / 100) * n), 0)`` (in float32), i.e. a nearest-rank percentile with no
 interpolation.  The coefficient of variation is the population standard deviation over the mean;
 trtexec warns when it exceeds 2.5 % (for GPU compute time), and so does corese-edge bench.
 """
@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import math
 from typing import Sequence
+
+import numpy as np
 
 CV_WARN = 0.025
 PERCENTILES = (90, 95, 99)
@@ -22,7 +24,8 @@ def percentile(sorted_values: Sequence[float], p: float) -> float:
     n = len(sorted_values)
     if n == 0:
         return math.inf
-    exclude = int((1.0 - p / 100.0) * n)
+    # trtexec computes this in single precision; float64 would give int(9.999...) = 9 for p90 of 100
+    exclude = int((np.float32(1.0) - np.float32(p) / np.float32(100.0)) * np.float32(n))
     return float(sorted_values[max(n - 1 - exclude, 0)])
 
 

@@ -17,6 +17,7 @@ import json
 import logging
 import os
 import tempfile
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
@@ -51,6 +52,7 @@ class SuiteConfig:
     results_dir: str = str(DEFAULT_RESULTS)
     markdown: str = str(DEFAULT_MARKDOWN)
     work_dir: str | None = None
+    notes: str = ""
 
 
 # -- model preparation ---------------------------------------------------------------------------
@@ -77,7 +79,9 @@ def convert_fp16(onnx_in: Path, onnx_out: Path) -> Path:
     import onnx
     from onnxconverter_common import float16
 
-    model = float16.convert_float_to_float16(onnx.load(str(onnx_in)), keep_io_types=True)
+    with warnings.catch_warnings():  # one "value truncated to 1e-07" warning per tiny weight
+        warnings.simplefilter("ignore", UserWarning)
+        model = float16.convert_float_to_float16(onnx.load(str(onnx_in)), keep_io_types=True)
     onnx.save(model, str(onnx_out))
     return onnx_out
 
@@ -171,8 +175,10 @@ def run_suite(cfg: SuiteConfig = SuiteConfig(), progress: Callable[[str], None] 
                     if backend == "ort":
                         runner = OrtRunner(paths[precision], providers="cpu", threads=cfg.threads)
                     elif backend == "torch":
-                        if precision != "fp32":
-                            reason = f"PyTorch eager {precision} is a GPU path (see benchmarks/gpu_backends.py)"
+                        if precision == "fp16":
+                            reason = "PyTorch eager FP16 is a CUDA path (benchmarks/gpu_backends.py)"
+                        elif precision != "fp32":
+                            reason = f"{precision} exists as ONNX / TensorRT artifacts only; PyTorch eager is the FP32 reference"
                         else:
                             runner = TorchRunner(paths["checkpoint"], threads=cfg.threads)
                     elif backend == "trt":
@@ -200,10 +206,12 @@ def run_suite(cfg: SuiteConfig = SuiteConfig(), progress: Callable[[str], None] 
     run = {
         "kind": "suite",
         "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "load_average": _load(),
         "settings": {**settings.to_dict(), "threads": cfg.threads, "img_size": cfg.img_size,
                      "weights": "random init (speed only)", "int8_flavour": "cpu (U8S8 Q/DQ, random calibration)"},
         "results": results,
         "not_run": skipped,
+        "notes": cfg.notes,
     }
     path = append_run(cfg.results_dir, machine, run)
     render_markdown(cfg.results_dir, cfg.markdown)
@@ -212,6 +220,14 @@ def run_suite(cfg: SuiteConfig = SuiteConfig(), progress: Callable[[str], None] 
 
 
 # -- results files and RESULTS.md ----------------------------------------------------------------
+def _load() -> list[float] | None:
+    """1, 5 and 15 minute load averages when the run was recorded (other jobs skew timings)."""
+    try:
+        return [round(v, 2) for v in os.getloadavg()]
+    except (AttributeError, OSError):
+        return None
+
+
 def append_run(results_dir: str | os.PathLike, machine: dict[str, Any], run: dict[str, Any]) -> Path:
     """Append ``run`` to ``results_dir/<machine slug>.json`` (created with the machine description)."""
     path = Path(results_dir) / f"{machine_slug(machine)}.json"
@@ -250,6 +266,11 @@ def render_markdown(results_dir: str | os.PathLike, markdown: str | os.PathLike)
         "inference call on ONNX Runtime and PyTorch; throughput is queries (images) over the total host wall time,",
         "one query in flight. p50 is the median; percentiles are trtexec's nearest-rank ones.",
         "",
+        "Reading the CPU rows: ONNX Runtime's CPU provider has no fast FP16 kernels, so an FP16 graph is slower",
+        "than FP32 there (FP16 is a GPU precision); the suite's INT8 is the CPU flavour (U8S8) with random",
+        "calibration, which fixes its speed but not its accuracy (see the export's drift report). A row marked",
+        "\"not run\" was not measured on that machine; no number is ever filled in for it.",
+        "",
     ]
     files = sorted(results_dir.glob("*.json")) if results_dir.is_dir() else []
     for f in files:
@@ -277,8 +298,11 @@ def render_markdown(results_dir: str | os.PathLike, markdown: str | os.PathLike)
                     )
             lines.append("")
             for name, run in ratio_runs.items():
-                if run.get("notes"):
-                    lines.append(f"*{name}*: {run['notes']}")
+                note = run.get("notes", "")
+                if run.get("load_average"):
+                    note += f" Load average when recorded: {', '.join(map(str, run['load_average']))} (1/5/15 min)."
+                if note:
+                    lines.append(f"*{name}*: {note.strip()}")
                     lines.append("")
         for name, run in _latest(doc["runs"], "gpu").items():
             lines += _suite_section(run, slug + "-gpu", results_dir, plot_vs_batch, series_from_results, markdown.parent, title="### GPU run")
@@ -295,7 +319,8 @@ def _suite_section(run, slug, results_dir, plot_vs_batch, series_from_results, m
         "",
         f"Settings: warm-up {s.get('warmup_ms')} ms, at least {s.get('duration_s')} s and {s.get('min_iterations')} "
         f"queries per point, threads {s.get('threads') or 'default'}, CUDA graph {s.get('cuda_graph')}, "
-        f"transfers included {s.get('include_transfers')}, weights: {s.get('weights', 'n/a')}, INT8: {s.get('int8_flavour', 'n/a')}.",
+        f"transfers included {s.get('include_transfers')}, weights: {s.get('weights', 'n/a')}, INT8: {s.get('int8_flavour', 'n/a')}."
+        + (f" Load average when recorded: {', '.join(map(str, run['load_average']))} (1/5/15 min)." if run.get("load_average") else ""),
         "",
         "| model | backend | precision | batch | p50 ms | p90 ms | p99 ms | CV % | images/s |",
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
@@ -309,6 +334,8 @@ def _suite_section(run, slug, results_dir, plot_vs_batch, series_from_results, m
     for r in run.get("not_run", []):
         lines.append(f"| {r['model']} | {r['backend']} | {r['precision']} | - | not run: {r['reason']} | | | | |")
     lines.append("")
+    if run.get("notes"):
+        lines += [f"Notes: {run['notes']}", ""]
     plots = results_dir / "plots"
     plots.mkdir(parents=True, exist_ok=True)
     models = sorted({r.get("model", "") for r in run["results"]})
@@ -320,3 +347,44 @@ def _suite_section(run, slug, results_dir, plot_vs_batch, series_from_results, m
         rel = os.path.relpath(out, md_dir)
         lines += [f"![{model} latency and throughput vs batch]({rel})", ""]
     return lines
+
+
+def record_ratios(
+    name: str,
+    items: list[dict[str, Any]],
+    notes: str = "",
+    results_dir: str | os.PathLike = DEFAULT_RESULTS,
+    markdown: str | os.PathLike = DEFAULT_MARKDOWN,
+    machine: dict[str, Any] | None = None,
+) -> Path:
+    """Append a ratio benchmark (``items``: ``{"what", "value", "target", "verdict"}``) and re-render."""
+    machine = machine if machine is not None else machine_info()
+    run = {
+        "kind": "ratios",
+        "name": name,
+        "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "load_average": _load(),
+        "items": items,
+        "notes": notes,
+    }
+    path = append_run(results_dir, machine, run)
+    render_markdown(results_dir, markdown)
+    return path
+
+
+def record_gpu_run(results: list[dict[str, Any]], settings: dict[str, Any], not_run: list[dict[str, Any]] | None = None,
+                   results_dir: str | os.PathLike = DEFAULT_RESULTS, markdown: str | os.PathLike = DEFAULT_MARKDOWN) -> Path:
+    """Append a GPU benchmark run (bench results) and re-render RESULTS.md."""
+    machine = machine_info()
+    run = {
+        "kind": "gpu",
+        "name": "gpu",
+        "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "load_average": _load(),
+        "settings": settings,
+        "results": results,
+        "not_run": not_run or [],
+    }
+    path = append_run(results_dir, machine, run)
+    render_markdown(results_dir, markdown)
+    return path

@@ -10,7 +10,9 @@ Five layouts are understood (see DESIGN.md, "Dataset layouts"):
     RAF-DB label id), with optional ``train_labels.csv`` / ``test_labels.csv`` cross-checked.
 ``affectnet-official``
     The official AffectNet release: ``Manually_Annotated_file_lists/{training,validation}.csv``
-    and ``Manually_Annotated_Images/``.
+    and ``Manually_Annotated_Images/``.  ``training.csv`` is the train split and
+    ``validation.csv`` the test split: AffectNet's test set was never released, so its
+    validation set is what papers report as the test accuracy.  Ids 8-10 are dropped.
 ``affectnet-kaggle``
     AffectNet as published on Kaggle: ``Train/`` and ``Test/`` with the eight class folders
     (case-insensitive).
@@ -28,8 +30,7 @@ import csv
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from types import MappingProxyType
-from typing import Callable, Iterable, Mapping, Sequence
+from typing import Callable, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 
@@ -77,6 +78,33 @@ _EXPECTED = {
     + ",".join(AFFECTNET_KAGGLE_CLASSES),
     "folder": "train/<class>/ and test/<class>/",
 }
+
+
+class _FrozenMapping(Mapping[str, tuple]):
+    """A read-only, picklable mapping (``MappingProxyType`` cannot be pickled)."""
+
+    __slots__ = ("_data",)
+
+    def __init__(self, data: Mapping[str, tuple]) -> None:
+        self._data = dict(data)
+
+    def __getitem__(self, key: str) -> tuple:
+        return self._data[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._data)
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    def __repr__(self) -> str:
+        return repr(self._data)
+
+    def __getstate__(self) -> dict:
+        return self._data
+
+    def __setstate__(self, state: dict) -> None:
+        self._data = state
 
 
 @dataclass(frozen=True)
@@ -211,7 +239,7 @@ def _make_index(
     root: Path, layout: str, class_names: Sequence[str], train: Iterable[Sample],
     test: Iterable[Sample],
 ) -> DatasetIndex:
-    splits = MappingProxyType({"train": _sorted(train), "test": _sorted(test)})
+    splits = _FrozenMapping({"train": _sorted(train), "test": _sorted(test)})
     return DatasetIndex(root=root, layout=layout, class_names=tuple(class_names), splits=splits)
 
 
@@ -300,11 +328,12 @@ def _detect_rafdb_kaggle(root: Path) -> bool:
     split_dirs = [d for d in (_ci_child(root, s) for s in SPLITS) if d is not None]
     if not split_dirs:
         return False
-    if root.name.lower() == "dataset":
-        return True
-    # a bare train/test tree whose class folders are all RAF-DB label ids 1..7
+    # a bare train/test tree whose class folders are RAF-DB label ids 1..7 (or any numbers,
+    # when the folder is Kaggle's ``DATASET``: then a stray ``8`` is reported, not learned)
     names = {d.name for s in split_dirs for d in _visible_dirs(s)}
-    return bool(names) and names <= set(_RAFDB_FOLDERS)
+    if not names or not all(n.isdigit() for n in names):
+        return False
+    return root.name == "DATASET" or names <= set(_RAFDB_FOLDERS)
 
 
 def _load_rafdb_kaggle(root: Path) -> DatasetIndex:

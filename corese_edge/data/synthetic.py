@@ -209,8 +209,9 @@ def render_face(label: int, rng: np.random.Generator, size: int = 100) -> np.nda
         _ellipse(img, cx, my, mw, mh, inside)
     elif kind == "stretch":
         mw, mh = ax * rng.uniform(0.45, 0.55), ay * rng.uniform(0.12, 0.16)
-        pts = np.array([[cx - mw, my + mh * 0.3], [cx - mw * 0.6, my - mh], [cx + mw * 0.6, my - mh],
-                        [cx + mw, my + mh * 0.3], [cx + mw * 0.6, my + mh], [cx - mw * 0.6, my + mh]])
+        pts = np.array([[cx - mw, my + mh * 0.3], [cx - mw * 0.6, my - mh],
+                        [cx + mw * 0.6, my - mh], [cx + mw, my + mh * 0.3],
+                        [cx + mw * 0.6, my + mh], [cx - mw * 0.6, my + mh]])
         _fill(img, pts, lips)
         _fill(img, (pts - [cx, my]) * 0.8 + [cx, my], inside)
         _fill(img, np.array([[cx - mw * 0.5, my - mh * 0.75], [cx + mw * 0.5, my - mh * 0.75],
@@ -303,7 +304,9 @@ def _is_complete(root: Path, params: dict) -> bool:
         want = params[f"{split}_per_class"]
         for label_id in range(1, 8):
             folder = root / "DATASET" / split / str(label_id)
-            if not folder.is_dir() or sum(1 for p in folder.iterdir() if p.suffix == ".jpg") != want:
+            if not folder.is_dir():
+                return False
+            if sum(1 for p in folder.iterdir() if p.suffix == ".jpg") != want:
                 return False
     return True
 

@@ -36,6 +36,7 @@ def convert_fp16(
     meta = read_metadata(onnx_in)
     model = onnx.load(os.fspath(onnx_in))
     block = list(float16.DEFAULT_OP_BLOCK_LIST) + [op for op in keep_fp32_ops if op not in float16.DEFAULT_OP_BLOCK_LIST]
+    _unshare_initializers(model, set(block))
     with warnings.catch_warnings():
         # "the float32 number 1e-09 will be truncated to 1e-07": expected for tiny weights
         warnings.simplefilter("ignore")
@@ -47,3 +48,32 @@ def convert_fp16(
         onnx.save(half, os.fspath(tmp))
     log.info("wrote %s (FP16, FP32 I/O%s)", out, f"; FP32 kept for {', '.join(keep_fp32_ops)}" if keep_fp32_ops else "")
     return out
+
+
+def _unshare_initializers(model, blocked_ops: set[str]) -> None:
+    """Give FP32-kept nodes their own copy of any initializer they share with converted nodes.
+
+    The TorchScript exporter merges identical constants (for example every zero bias of an
+    untrained model), and onnxconverter-common converts a shared initializer once, leaving the
+    FP32 node or the FP16 node with the wrong type.
+    """
+    graph = model.graph
+    inits = {t.name: t for t in graph.initializer}
+    users: dict[str, set[bool]] = {}
+    for node in graph.node:
+        for name in node.input:
+            if name in inits:
+                users.setdefault(name, set()).add(node.op_type in blocked_ops)
+    shared = {name for name, kinds in users.items() if kinds == {True, False}}
+    for node in graph.node:
+        if node.op_type not in blocked_ops:
+            continue
+        for i, name in enumerate(node.input):
+            if name in shared:
+                copy_name = f"{name}__fp32"
+                if copy_name not in inits:
+                    copy = graph.initializer.add()
+                    copy.CopyFrom(inits[name])
+                    copy.name = copy_name
+                    inits[copy_name] = copy
+                node.input[i] = copy_name

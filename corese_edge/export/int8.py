@@ -4,7 +4,7 @@ Two flavours (DESIGN decision 2, the capability table in :mod:`corese_edge.expor
 
 ``s8s8`` (``--target tensorrt``)
     Symmetric int8 activations and per-channel symmetric int8 weights on the inputs of Conv, Gemm
-    and MatMul; biases stay float.  Every QuantizeLinear / DequantizeLinear zero point is an int8
+    and MatMul (not on their outputs); biases stay float.  Every QuantizeLinear / DequantizeLinear zero point is an int8
     zero, weights use [-127, 127] — what TensorRT requires ("zeroPt must be all zeros").
 ``u8s8`` (``--target cpu``)
     uint8 activations, per-channel int8 weights, on every op ONNX Runtime quantizes: the form its
@@ -61,7 +61,9 @@ class Flavour:
 FLAVOURS = {
     "s8s8": Flavour(
         "s8s8", "QInt8", "QInt8", TENSORRT_OP_TYPES,
-        (("ActivationSymmetric", True), ("WeightSymmetric", True), ("QuantizeBias", False)),
+        (("ActivationSymmetric", True), ("WeightSymmetric", True), ("QuantizeBias", False),
+         # TensorRT's placement guidance: quantize the inputs of weighted ops, not their outputs
+         ("OpTypesToExcludeOutputQuantization", TENSORRT_OP_TYPES)),
         symmetric_int8=True,
     ),
     "u8s8": Flavour("u8s8", "QUInt8", "QInt8", None, (("WeightSymmetric", True),), symmetric_int8=False),
@@ -276,7 +278,7 @@ def quantize_int8(
             weight_type=getattr(quant.QuantType, fl.weight_type),
             calibrate_method=_calibration_method(method),
             nodes_to_exclude=list(keep_fp),
-            extra_options=dict(fl.extra_options),
+            extra_options={k: (list(v) if isinstance(v, tuple) else v) for k, v in fl.extra_options},
         )
         proto = onnx.load(os.fspath(tmp))
         if metadata_from is not None:

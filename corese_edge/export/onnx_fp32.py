@@ -16,21 +16,26 @@ INPUT_NAME = "input"
 OUTPUT_NAME = "logits"
 
 
-def export_onnx(checkpoint: str | os.PathLike, out: str | os.PathLike, opset: int = 17) -> Path:
+def export_onnx(checkpoint, out: str | os.PathLike, opset: int = 17, model=None) -> Path:
     """Export a corese-edge checkpoint to ONNX (SE always in ``sample`` mode).
 
     Input ``input``: float32 (N, 3, S, S), normalised; output ``logits``: float32 (N, classes).
     Leftover Identity nodes are removed, Constant nodes become initializers and unused
     initializers are dropped; the result passes the full ``onnx.checker`` check.  Written
-    atomically.
+    atomically.  ``checkpoint`` is a path or an already loaded
+    :class:`~corese_edge.model.checkpoint.Checkpoint`; ``model`` optionally reuses a module built
+    from it (``ckpt.build_model(se_mode="sample")``).
     """
     import onnx
     import torch
 
-    from corese_edge.model.checkpoint import file_sha256, load_checkpoint
+    from corese_edge.model.checkpoint import Checkpoint, file_sha256, load_checkpoint
 
-    ckpt = load_checkpoint(checkpoint)
-    model = ckpt.build_model(se_mode="sample")
+    ckpt = checkpoint if isinstance(checkpoint, Checkpoint) else load_checkpoint(checkpoint)
+    if model is None:
+        model = ckpt.build_model(se_mode="sample")
+    elif getattr(model, "se_mode", "sample") != "sample" or model.training:
+        raise ValueError("export_onnx needs the model in eval mode with se_mode='sample'")
     size = ckpt.preprocessing.size
     dummy = torch.zeros(1, 3, size, size)
     out = Path(out)

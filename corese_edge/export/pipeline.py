@@ -319,10 +319,14 @@ def run_export(cfg: ExportConfig, echo: Callable[[str], None] | None = None) -> 
     with tempfile.TemporaryDirectory(prefix=".export-", dir=out) as work_dir:
         work = Path(work_dir)
 
-        # 1. ONNX FP32 + parity against PyTorch
-        fp32_path = export_onnx(ckpt_path, out / T.onnx_artifact("fp32").filename, cfg.opset)
+        # 1. ONNX FP32, then one pass over the evaluation images for the PyTorch reference and the
+        #    FP32 ONNX (its first >= 64 images are the parity check)
+        fp32_path = export_onnx(ckpt, out / T.onnx_artifact("fp32").filename, cfg.opset, model=model)
         artifacts["onnx-fp32"] = fp32_path
-        details["parity"] = _check_parity(torch_logits, OnnxLogits(fp32_path), data, prep)
+        fp32_fn = OnnxLogits(fp32_path)
+        labels, first = collect_logits(data.evaluation, prep, {"reference": torch_logits, "onnx-fp32": fp32_fn},
+                                       progress=cfg.progress, desc=f"reference on {cfg.val_split}")
+        details["parity"] = _check_parity(first, torch_logits, fp32_fn, data, prep)
 
         # 2. FP16
         if cfg.fp16:
@@ -365,13 +369,16 @@ def run_export(cfg: ExportConfig, echo: Callable[[str], None] | None = None) -> 
             details["embed_preprocess"] = _check_embedded(artifacts, data, prep)
 
     # 5. drift on --val-split, reference PyTorch FP32
-    fns: dict[str, Callable] = {"reference": torch_logits}
-    for name in ("onnx-fp32", "onnx-fp16", "onnx-int8"):
+    fns: dict[str, Callable] = {}
+    for name in ("onnx-fp16", "onnx-int8"):
         if name in artifacts:
             reference_arithmetic = name == "onnx-int8" and target.int8_reference_arithmetic and cfg.quantizer == "ort"
             fns[name] = OnnxLogits(artifacts[name], reference_arithmetic=reference_arithmetic)
-    labels, logits = collect_logits(data.evaluation, prep, fns, progress=cfg.progress, desc=f"validating on {cfg.val_split}")
-    report = DriftReport(data.class_names, labels, logits.pop("reference"), cfg.max_drift, split=cfg.val_split)
+    logits = {"onnx-fp32": first["onnx-fp32"]}
+    if fns:
+        logits.update(collect_logits(data.evaluation, prep, fns, progress=cfg.progress,
+                                     desc=f"validating on {cfg.val_split}")[1])
+    report = DriftReport(data.class_names, labels, first["reference"], cfg.max_drift, split=cfg.val_split)
     for name, value in logits.items():
         extra: dict[str, Any] = {"file": artifacts[name].name}
         if name == "onnx-int8":
@@ -390,11 +397,9 @@ def run_export(cfg: ExportConfig, echo: Callable[[str], None] | None = None) -> 
             trt, gpu = trt_stage.engine_environment()
         except trt_stage.EngineUnavailable as exc:
             engine_missing = exc
-            for p in precisions:
-                onnx_file = artifacts[f"onnx-{p}"]
-                cmd = trt_stage.build_engine_command(onnx_file, out / T.engine_artifact(p).filename,
-                                                     cfg.min_batch, cfg.opt_batch, cfg.max_batch)
-                notes.append(f"engine not built: {exc}; on the target run: {cmd}")
+            commands = [trt_stage.build_engine_command(artifacts[f"onnx-{p}"], out / T.engine_artifact(p).filename,
+                                                       cfg.min_batch, cfg.opt_batch, cfg.max_batch) for p in precisions]
+            notes.append(f"engine not built: {exc}; on the target device run: {' && '.join(commands)}")
         else:
             if not report.passed:
                 notes.append("engines not built: the ONNX artifacts failed the drift gate")
@@ -452,18 +457,27 @@ def _node_names(path: Path) -> list[str]:
     return [n.name for n in onnx.load(os.fspath(path), load_external_data=False).graph.node]
 
 
-def _check_parity(torch_fn, onnx_fn, data: _Data, prep) -> dict[str, Any]:
-    """FP32 ONNX vs PyTorch on >= 64 images: max |logit diff| <= 1e-4 and identical top-1."""
+def _check_parity(evaluated: dict[str, np.ndarray], torch_fn, onnx_fn, data: _Data, prep) -> dict[str, Any]:
+    """FP32 ONNX vs PyTorch on >= 64 images: max |logit diff| <= 1e-4 and identical top-1.
+
+    ``evaluated`` holds both models' logits on the evaluation images; when there are fewer than 64,
+    train images top the set up (parity is about arithmetic, not labels).
+    """
     from corese_edge.export.evaluation import collect_logits
 
-    samples = list(data.evaluation[:PARITY_MIN_IMAGES])
-    if len(samples) < PARITY_MIN_IMAGES:  # top up from train: parity is about arithmetic, not labels
-        samples += list(data.calib_pool[: PARITY_MIN_IMAGES - len(samples)])
-    if len(samples) < PARITY_MIN_IMAGES:
-        raise ParityError(f"parity needs {PARITY_MIN_IMAGES} images, the dataset has only {len(samples)}")
-    _, logits = collect_logits(samples, prep, {"torch": torch_fn, "onnx": onnx_fn})
-    diff = float(np.max(np.abs(logits["torch"] - logits["onnx"])))
-    agreement = float(np.mean(logits["torch"].argmax(1) == logits["onnx"].argmax(1)))
+    torch_logits, onnx_logits = evaluated["reference"], evaluated["onnx-fp32"]
+    missing = PARITY_MIN_IMAGES - len(torch_logits)
+    if missing > 0:
+        extra = list(data.calib_pool[:missing])
+        if len(extra) < missing:
+            raise ParityError(f"parity needs {PARITY_MIN_IMAGES} images, the dataset has only "
+                              f"{len(torch_logits) + len(extra)}")
+        _, more = collect_logits(extra, prep, {"torch": torch_fn, "onnx": onnx_fn})
+        torch_logits = np.concatenate([torch_logits, more["torch"]])
+        onnx_logits = np.concatenate([onnx_logits, more["onnx"]])
+    diff = float(np.max(np.abs(torch_logits - onnx_logits)))
+    agreement = float(np.mean(torch_logits.argmax(1) == onnx_logits.argmax(1)))
+    samples = torch_logits
     result = {"images": len(samples), "max_abs_logit_diff": diff, "top1_agreement": agreement,
               "limits": {"max_abs_logit_diff": PARITY_MAX_ABS_LOGIT_DIFF, "top1_agreement": 1.0}}
     if diff > PARITY_MAX_ABS_LOGIT_DIFF or agreement < 1.0:

@@ -160,8 +160,7 @@ def import_tensorrt() -> ModuleType:
         import tensorrt  # type: ignore[import-not-found]
     except ImportError:
         raise EngineUnavailable(
-            "TensorRT is not installed (on a Jetson it comes with JetPack: sudo apt install "
-            "python3-libnvinfer; on a desktop: NVIDIA's tensorrt wheel)"
+            "TensorRT is not installed (JetPack's python3-libnvinfer on a Jetson, NVIDIA's tensorrt wheel on a desktop)"
         ) from None
     if not hasattr(tensorrt, "Builder") or not hasattr(tensorrt, "OnnxParser"):
         raise EngineUnavailable(

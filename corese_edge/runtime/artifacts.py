@@ -48,8 +48,11 @@ def open_runner(path: str | os.PathLike, **options: Any) -> Runner:
         from corese_edge.runtime.trt import TrtRunner
 
         if isinstance(kwargs.get("device"), str):
-            dev = kwargs.pop("device")
-            kwargs["device"] = int(dev.split(":")[1]) if ":" in dev else 0
+            dev = kwargs.pop("device").strip().lower()
+            index = dev.split(":", 1)[1] if ":" in dev else ("0" if dev in ("cuda", "gpu") else dev)
+            if not index.isdigit():
+                raise UserError(f"a TensorRT engine runs on a GPU: --device takes a GPU index (0, 1, cuda:1), got {dev!r}")
+            kwargs["device"] = int(index)
         return TrtRunner(path, **kwargs)
     if fmt.backend == "ort":
         from corese_edge.runtime.ort import OrtRunner
@@ -57,6 +60,7 @@ def open_runner(path: str | os.PathLike, **options: Any) -> Runner:
         return OrtRunner(path, **kwargs)
     from corese_edge.runtime.torch_runner import TorchRunner
 
-    if "device" in kwargs and not isinstance(kwargs["device"], str):
-        kwargs["device"] = f"cuda:{int(kwargs['device'])}"
+    if "device" in kwargs:
+        dev = str(kwargs["device"]).strip().lower()
+        kwargs["device"] = f"cuda:{dev}" if dev.isdigit() else dev
     return TorchRunner(path, **kwargs)

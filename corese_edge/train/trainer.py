@@ -199,6 +199,7 @@ class Trainer:
         total_steps = steps_per_epoch * cfg.epochs
         warmup_steps = steps_per_epoch * cfg.effective_warmup_epochs
 
+        torch.manual_seed(cfg.seed)  # the initial weights depend on --seed only (same on every rank)
         model = build_model(cfg, n_cls).to(dev)
         if cfg.channels_last:
             model = model.to(memory_format=torch.channels_last)
@@ -338,6 +339,9 @@ class Trainer:
             "train_accuracy": correct / max(seen, 1),
             "lr": optimizer.param_groups[0]["lr"],
             "images_per_s": seen / max(dt, 1e-9),
+            "train_images": int(seen),
+            "steps": steps,
+            "world_size": dist.world,
             "epoch_time_s": dt,
         }
 
@@ -381,6 +385,7 @@ class Trainer:
             "model": cfg.model,
             "checkpoint": str(swa_path),
             "swa_models": int(swa_model.n_averaged.item()),
+            "world_size": self.dist.world,
             "dataset": {"root": str(splits.root), "layout": splits.layout, "class_names": list(names),
                         "train": len(splits.train), "val": len(splits.val), "test": len(splits.test),
                         "skipped_bad_images": splits.skipped},

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import pickle
 import shutil
 from collections import Counter
 from pathlib import Path
@@ -311,7 +312,7 @@ def test_fer_style_names_are_a_generic_folder(tmp_path: Path) -> None:
     assert index.class_names == tuple(sorted(fer))
 
 
-# ----------------------------------------------------------------------------- (d) affectnet-official
+# ------------------------------------------------------------------------ (d) affectnet-official
 
 
 def test_affectnet_official_drops_8_to_10_and_has_contempt(tmp_path: Path) -> None:
@@ -381,10 +382,10 @@ def test_folder_test_only_class_is_an_error(tmp_path: Path) -> None:
     root = make_folder(tmp_path / "f", classes=("a", "b"), test_classes=("a", "b", "c"))
     with pytest.raises(DataError, match="train split must contain every class") as exc:
         load_index(root)
-    assert "c" in str(exc.value)
+    assert f"classes c are in {root / 'test'}" in str(exc.value)
     # a class missing from test is fine
     root2 = make_folder(tmp_path / "g", classes=("a", "b"), test_classes=("b",))
-    assert load_index(root2).class_counts("test") == [0, 1]
+    assert load_index(root2).class_counts("test") == [0, 2]
 
 
 def test_folder_missing_train_split(tmp_path: Path) -> None:
@@ -406,6 +407,23 @@ def test_split_lookup_and_describe(tmp_path: Path) -> None:
     assert describe(index) == f"rafdb-kaggle at {root}: 7 classes, train 14, test 14"
     with pytest.raises(TypeError):
         index.splits["val"] = ()  # read-only mapping
+    clone = pickle.loads(pickle.dumps(index))  # DataLoader workers may pickle it
+    assert clone == index and clone.class_counts("train") == [2] * 7
+
+
+def test_bare_numeric_trees(tmp_path: Path) -> None:
+    # train/test with folders 1..7 but no DATASET parent: still RAF-DB (folder = label id)
+    root = make_rafdb_kaggle(tmp_path / "raf", per_class=1, class_ids=[2, 6], with_csv=False)
+    bare = root / "DATASET"
+    bare.rename(tmp_path / "raf_bare")
+    assert detect_layout(tmp_path / "raf_bare") == "rafdb-kaggle"
+    assert load_index(tmp_path / "raf_bare").class_counts("train") == [0, 1, 0, 0, 0, 1, 0]
+    # numbered classes beyond 7 in a folder not called DATASET: a generic folder
+    digits = make_folder(tmp_path / "dataset", classes=("0", "1", "8"), per_class=1)
+    assert detect_layout(digits) == "folder"
+    # a generic tree in a folder called "dataset" is not mistaken for Kaggle RAF-DB
+    named = make_folder(tmp_path / "d2" / "dataset", classes=("cat", "dog"), per_class=1)
+    assert detect_layout(named) == "folder"
 
 
 # ----------------------------------------------------------------------------- stratified_split

@@ -100,6 +100,7 @@ def test_classifier_equals_pytorch_on_the_synthetic_test_split(tiny_checkpoint, 
     assert all(p.box is None and p.label == clf.class_names[p.index] for p in preds)
 
 
+@pytest.mark.slow
 def test_trained_model_predictions_equal_pytorch(trained_run, synthetic_data, tmp_path):
     """The real short training run, exported and run by the runtime, agrees with PyTorch per image."""
     from corese_edge.export.onnx_fp32 import export_onnx

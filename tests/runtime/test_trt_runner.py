@@ -264,3 +264,19 @@ def test_every_tensorrt_name_we_use_exists_in_the_real_lean_bindings(tmp_path):
         assert names, pattern
         missing = sorted(n for n in names if not hasattr(cls, n))
         assert not missing, f"{cls.__name__} lacks {missing}"
+
+
+def test_open_runner_routes_options_by_format(tmp_path):
+    from corese_edge.runtime import OrtRunner, TorchRunner, open_runner
+
+    plan = write_plan(tmp_path)
+    r = open_runner(plan, device="cuda:1", providers="cpu", threads=2, cuda_graph=True)
+    assert isinstance(r, TrtRunner) and r.device == 1 and r.cuda_graph is True
+    assert open_runner(plan, device="2").device == 2
+    with pytest.raises(UserError, match="--device takes a GPU index"):
+        open_runner(plan, device="cpu")
+    o = open_runner(tmp_path / "m.onnx", device="cuda:1", providers="cpu", threads=2)
+    assert isinstance(o, OrtRunner) and o.threads == 2 and o.requested_providers == "cpu"
+    t = open_runner(tmp_path / "m.pt", device="1", providers="cpu")
+    assert isinstance(t, TorchRunner) and t.device == "cuda:1"
+    assert open_runner(tmp_path / "m.pt").device == "cpu"

@@ -1,0 +1,82 @@
+"""Stage 4: drift metrics, the report's JSON shape and the gate."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from corese_edge.export.drift import DriftGateFailed, DriftReport
+
+CLASSES = ("a", "b", "c")
+
+
+def _onehot(preds, n=3, scale=5.0):
+    out = np.zeros((len(preds), n), dtype=np.float32)
+    out[np.arange(len(preds)), preds] = scale
+    return out
+
+
+@pytest.fixture()
+def report():
+    labels = np.array([0, 0, 1, 1, 2, 2, 2, 2, 0, 1])
+    reference = _onehot([0, 0, 1, 1, 2, 2, 2, 0, 0, 1])  # 9/10 right
+    return DriftReport(CLASSES, labels, reference, max_drift_pp=10.0)
+
+
+def test_metrics_against_the_reference(report):
+    worse = _onehot([0, 1, 1, 1, 2, 2, 2, 0, 0, 1])  # one more class-0 image wrong
+    entry = report.add("onnx-int8", worse + 0.25)
+    assert report.reference_accuracy == pytest.approx(0.9)
+    assert entry["accuracy"] == pytest.approx(0.8)
+    assert entry["accuracy_drop_pp"] == pytest.approx(10.0)
+    assert entry["agreement"] == pytest.approx(0.9)
+    assert entry["per_class_recall_drop_pp"] == {"a": pytest.approx(100 / 3), "b": 0.0, "c": 0.0}
+    assert entry["max_abs_logit_diff"] == pytest.approx(5.25)
+    assert entry["passed"]  # exactly at the limit passes
+
+
+def test_gate_fails_when_the_limit_is_below_the_drop(report):
+    worse = _onehot([0, 1, 1, 1, 2, 2, 2, 0, 0, 1])
+    report.max_drift_pp = 9.99
+    report.add("onnx-fp32", report.reference_logits)
+    report.add("onnx-int8", worse)
+    assert report.failed == ["onnx-int8"] and not report.passed
+    with pytest.raises(DriftGateFailed, match="onnx-int8 dropped 10.00 pp"):
+        report.check()
+
+
+def test_a_better_artifact_never_fails(report):
+    report.max_drift_pp = 0.0
+    entry = report.add("onnx-fp16", _onehot([0, 0, 1, 1, 2, 2, 2, 2, 0, 1]))  # 10/10
+    assert entry["accuracy_drop_pp"] == pytest.approx(-10.0) and entry["passed"]
+    report.check()
+
+
+def test_written_report_has_the_documented_shape(report, tmp_path):
+    report.add("onnx-fp32", report.reference_logits)
+    report.add("onnx-int8", _onehot([0, 1, 1, 1, 2, 2, 2, 0, 0, 1]), kept_fp=["/classifier/Gemm"])
+    paths = report.write(tmp_path)
+    assert [p.name for p in paths] == ["drift_report.json", "drift_report.md", "drift.png"]
+    data = json.loads(paths[0].read_text())
+    assert data["schema"] == "corese-edge/drift/1"
+    assert {"reference", "max_drift_pp", "passed", "artifacts"} <= set(data)
+    assert data["passed"] is True and data["max_drift_pp"] == 10.0
+    for entry in data["artifacts"].values():
+        assert {"accuracy", "accuracy_drop_pp", "agreement", "max_abs_logit_diff", "mean_abs_logit_diff",
+                "per_class_recall_drop_pp"} <= set(entry)
+        assert set(entry["per_class_recall_drop_pp"]) == set(CLASSES)
+    md = paths[1].read_text()
+    assert "| onnx-int8 | 80.00% | +10.00 |" in md and "/classifier/Gemm" in md
+    assert paths[2].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_class_without_images_is_reported_as_unknown():
+    labels = np.array([0, 0, 1])
+    r = DriftReport(CLASSES, labels, _onehot([0, 0, 1]), 1.0)
+    assert r.add("onnx-fp32", _onehot([0, 0, 1]))["per_class_recall_drop_pp"]["c"] is None
+
+
+def test_shapes_must_match(report):
+    with pytest.raises(ValueError):
+        report.add("onnx-int8", np.zeros((3, 3), dtype=np.float32))

@@ -1,0 +1,187 @@
+"""Stage 3: INT8 Q/DQ (TensorRT S8S8 and CPU U8S8), streaming calibration, kept layers, auto-keep search."""
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, numpy_helper
+
+from corese_edge.data.calibration import CalibrationBatches
+from corese_edge.data.layouts import load_index
+from corese_edge.errors import UserError
+from corese_edge.export import int8 as q
+from corese_edge.export.evaluation import OnnxLogits
+from corese_edge.preprocessing import Preprocessing
+
+PREP = Preprocessing(size=32)
+
+
+@pytest.fixture(scope="module")
+def calib_paths(synthetic_data):
+    return [s.path for s in load_index(synthetic_data).split("train")[::20]]  # 14 images, all classes
+
+
+@pytest.fixture(scope="module")
+def prepared(tiny_onnx, tmp_path_factory, calib_paths):
+    """(work dir, pre-processed model, ranges per flavour) for the tiny model."""
+    work = tmp_path_factory.mktemp("int8")
+    pre = q.prepare_for_quantization(tiny_onnx, work / "pre.onnx")
+    ranges = {}
+    for flavour in ("s8s8", "u8s8"):
+        reader = q.StreamingCalibrationReader(CalibrationBatches(calib_paths, PREP, 4))
+        ranges[flavour] = q.calibrate(pre, reader, work / f"ranges-{flavour}.json", "minmax", flavour)
+        assert reader.images == len(calib_paths)
+    return work, pre, ranges
+
+
+@pytest.fixture(scope="module")
+def s8s8(prepared, tiny_onnx):
+    work, pre, ranges = prepared
+    return q.quantize_int8(pre, work / "s8s8.onnx", ranges["s8s8"], "s8s8", metadata_from=tiny_onnx)
+
+
+def _zero_points(proto):
+    inits = {t.name: numpy_helper.to_array(t) for t in proto.graph.initializer}
+    return [(n, inits[n.input[2]]) for n in proto.graph.node
+            if n.op_type in ("QuantizeLinear", "DequantizeLinear")]
+
+
+def test_tensorrt_flavour_zero_points_are_all_int8_zeros(s8s8):
+    proto = onnx.load(str(s8s8))
+    zps = _zero_points(proto)
+    assert len(zps) > 50
+    for node, zp in zps:
+        assert zp.dtype == np.int8, node.name
+        assert not zp.any(), node.name
+    assert q.qdq_problems(proto) == []
+
+
+def test_tensorrt_flavour_weights_are_per_channel_and_biases_float(s8s8):
+    proto = onnx.load(str(s8s8))
+    inits = {t.name: t for t in proto.graph.initializer}
+    weight_dqs = [n for n in proto.graph.node if n.op_type == "DequantizeLinear" and n.input[0] in inits
+                  and len(inits[n.input[0]].dims) == 4]
+    assert weight_dqs
+    for n in weight_dqs:
+        w, scale = inits[n.input[0]], inits[n.input[1]]
+        assert w.data_type == TensorProto.INT8
+        assert list(scale.dims) == [w.dims[0]] and w.dims[0] > 1  # one scale per output channel
+        assert np.abs(numpy_helper.to_array(w)).max() <= 127  # symmetric weights: never -128
+    assert not any(t.data_type == TensorProto.INT32 for t in proto.graph.initializer)  # no int32 bias
+    weight_dq_out = {n.output[0] for n in proto.graph.node if n.op_type == "DequantizeLinear" and n.input[0] in inits}
+    assert {n.op_type for n in proto.graph.node if set(n.input) & weight_dq_out} == {"Conv", "Gemm", "MatMul"}
+    # every activation Q/DQ pair exists because a weighted op reads it (TensorRT's placement)
+    consumers: dict[str, set] = {}
+    for n in proto.graph.node:
+        for i in n.input:
+            consumers.setdefault(i, set()).add(n.op_type)
+    q_to_dq = {n.input[0]: n.output[0] for n in proto.graph.node if n.op_type == "DequantizeLinear"}
+    for n in proto.graph.node:
+        if n.op_type == "QuantizeLinear":
+            assert consumers[q_to_dq[n.output[0]]] & {"Conv", "Gemm", "MatMul"}, n.name
+
+
+def test_cpu_flavour_is_u8s8(prepared, tiny_onnx):
+    work, pre, ranges = prepared
+    out = q.quantize_int8(pre, work / "u8s8.onnx", ranges["u8s8"], "u8s8", metadata_from=tiny_onnx)
+    proto = onnx.load(str(out))
+    kinds = {zp.dtype for _, zp in _zero_points(proto)}
+    assert np.dtype(np.uint8) in kinds  # activations
+    assert np.dtype(np.int8) in kinds  # weights
+    assert q.qdq_problems(proto)  # not TensorRT-ready, by design
+    assert sorted(p.key for p in proto.metadata_props) == sorted(p.key for p in onnx.load(str(tiny_onnx)).metadata_props)
+
+
+def test_streamed_calibration_equals_one_big_batch(prepared, calib_paths):
+    from onnxruntime.quantization.calibrate import load_tensors_data
+
+    work, pre, ranges = prepared
+    whole = q.calibrate(pre, q.StreamingCalibrationReader(CalibrationBatches(calib_paths, PREP, len(calib_paths))),
+                        work / "whole.json", "minmax", "s8s8")
+    streamed = load_tensors_data(ranges["s8s8"]).data
+    single = load_tensors_data(whole).data
+    assert set(streamed) == set(single) and len(single) > 20
+    for name in single:
+        np.testing.assert_allclose(streamed[name].range_value, single[name].range_value, rtol=1e-6, atol=1e-7)
+
+
+def test_reader_decodes_one_batch_at_a_time():
+    made = []
+
+    def batches():
+        for i in range(5):
+            made.append(i)
+            yield np.full((2, 3, 4, 4), i, dtype=np.float32)
+
+    reader = q.StreamingCalibrationReader(batches(), total=5)
+    first = reader.get_next()
+    assert made == [0] and first["input"][0, 0, 0, 0] == 0
+    assert len(list(reader)) == 4 and made == [0, 1, 2, 3, 4]
+    assert reader.get_next() is None and reader.images == 10
+
+
+def test_keep_fp_leaves_the_named_layers_unquantized(prepared, tiny_onnx):
+    work, pre, ranges = prepared
+    names = q.quantized_nodes(onnx.load(str(q.quantize_int8(pre, work / "all.onnx", ranges["s8s8"], "s8s8"))))
+    keep = q.match_nodes(["*Gemm*"], names)
+    assert keep and all("Gemm" in k for k in keep)
+    out = q.quantize_int8(pre, work / "kept.onnx", ranges["s8s8"], "s8s8", keep_fp=keep)
+    assert set(q.quantized_nodes(onnx.load(str(out)))) == set(names) - set(keep)
+    with pytest.raises(UserError, match="matches no quantizable layer"):
+        q.match_nodes(["/no/such/layer"], names)
+
+
+def test_keep_in_float_rebuilds_the_fp32_function(prepared, s8s8, tiny_onnx):
+    work, pre, _ = prepared
+    qdq, fp = onnx.load(str(s8s8)), onnx.load(str(pre))
+    x = np.random.default_rng(0).standard_normal((4, 3, 32, 32)).astype(np.float32)
+    fp32 = OnnxLogits(tiny_onnx)(x)
+    int8 = OnnxLogits(qdq, reference_arithmetic=True)(x)
+    everything = q.keep_in_float(qdq, fp, q.quantized_nodes(qdq))
+    assert not any(n.op_type == "DequantizeLinear" for n in everything.graph.node)
+    np.testing.assert_allclose(OnnxLogits(everything)(x), fp32, atol=1e-4)
+    assert np.max(np.abs(int8 - fp32)) > 1e-4  # the quantized model really differs
+    one = q.quantized_nodes(qdq)[0]
+    only_one = q.keep_in_float(qdq, fp, set(q.quantized_nodes(qdq)) - {one})
+    assert q.quantized_nodes(only_one) == [one]
+
+
+def test_search_keep_finds_the_fewest_layers():
+    ranking = [(f"layer{i}", 10.0 - i) for i in range(10)]
+    evaluated = []
+
+    def drop_of(kept):  # each kept layer (in rank order) removes 1 pp of a 6 pp drop
+        evaluated.append(len(kept))
+        return 6.0 - len(kept)
+
+    result = q.search_keep(ranking, drop_of, limit_pp=1.0, drop_before=6.0)
+    assert result.reached and result.kept == tuple(f"layer{i}" for i in range(5))
+    assert result.drop_pp_after == 1.0
+    assert len(evaluated) < 10  # doubling + bisection, not a linear scan
+    unreachable = q.search_keep(ranking, lambda kept: 3.0, limit_pp=1.0, drop_before=6.0)
+    assert not unreachable.reached and unreachable.drop_pp_after == 3.0
+    nothing = q.search_keep(ranking, drop_of, limit_pp=7.0, drop_before=6.0)
+    assert nothing.kept == () and nothing.reached
+
+
+def test_rank_sensitivity_puts_the_most_damaging_layer_first():
+    damage = {"a": 0.1, "b": 0.9, "c": 0.5}
+    reference = np.zeros((2, 3), dtype=np.float32)
+
+    class FakeModel:
+        def __init__(self, quantized):
+            self.quantized = quantized
+
+    def logits_of(model):
+        return reference + damage[model.quantized]
+
+    import corese_edge.export.int8 as module
+
+    original = module.keep_in_float
+    module.keep_in_float = lambda qdq, fp, keep: FakeModel((set(damage) - set(keep)).pop())
+    try:
+        ranking = q.rank_sensitivity(None, None, list(damage), logits_of, reference)
+    finally:
+        module.keep_in_float = original
+    assert [name for name, _ in ranking] == ["b", "c", "a"]
+    assert ranking[0][1] == pytest.approx(0.9)

@@ -1,0 +1,170 @@
+"""run_export end to end on real files: outputs, export.json, the drift gate, engines, clear errors."""
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+
+import pytest
+
+from corese_edge.errors import CheckpointError, DataError, UserError
+from corese_edge.export import make_export_config, run_export
+from corese_edge.export.drift import DriftGateFailed
+from corese_edge.export.tensorrt import EngineUnavailable
+
+
+def _cfg(tiny_checkpoint, synthetic_data, out, **options):
+    base = dict(checkpoint=str(tiny_checkpoint), data=str(synthetic_data), out=str(out), progress=False,
+                calib_size=8, max_drift=100.0)
+    base.update(options)
+    return make_export_config(**base)
+
+
+def test_outputs_are_exactly_the_documented_files(tiny_export):
+    names = sorted(p.name for p in tiny_export.out_dir.iterdir())
+    assert names == sorted([
+        "model.onnx", "model.fp16.onnx", "model.int8.onnx",
+        "model.preprocess.onnx", "model.fp16.preprocess.onnx", "model.int8.preprocess.onnx",
+        "drift_report.json", "drift_report.md", "drift.png", "export.json",
+    ])  # no temp files or intermediate models left behind
+
+
+def test_export_json_has_schema_resolved_config_and_versions(tiny_export, tiny_checkpoint, synthetic_data):
+    record = json.loads(tiny_export.export_json.read_text())
+    assert record["schema"] == "corese-edge/export/1"
+    config = record["config"]
+    assert config["checkpoint"] == str(tiny_checkpoint) and config["data"] == str(synthetic_data)
+    assert config["int8"] is True and config["target"] == "tensorrt" and config["opset"] == 17
+    for tool in ("corese-edge", "onnx", "onnxruntime", "torch", "numpy"):
+        assert record["versions"][tool]
+    assert record["calibration"]["flavour"] == "s8s8" and record["calibration"]["images"] == 16
+    assert sum(record["calibration"]["per_class"].values()) == 16
+    assert set(record["artifacts"]) == set(tiny_export.artifacts)
+
+
+def test_drift_report_covers_every_onnx_artifact(tiny_export):
+    report = json.loads((tiny_export.out_dir / "drift_report.json").read_text())
+    assert set(report["artifacts"]) == {"onnx-fp32", "onnx-fp16", "onnx-int8"}
+    assert report["reference"]["name"] == "pytorch-fp32" and report["reference"]["split"] == "test"
+    assert report["reference"]["images"] == 84
+    assert report["artifacts"]["onnx-fp32"]["max_abs_logit_diff"] <= 1e-4
+    assert report["artifacts"]["onnx-int8"]["ort_graph_optimizations"] == "disabled"
+
+
+def test_drift_gate_fails_below_the_measured_drop_and_keeps_the_files(tiny_checkpoint, synthetic_data, tmp_path):
+    cfg = _cfg(tiny_checkpoint, synthetic_data, tmp_path, max_drift=-1.0, engine=False)  # FP32 drops 0 pp
+    with pytest.raises(DriftGateFailed, match="onnx-fp32 dropped 0.00 pp"):
+        run_export(cfg)
+    report = json.loads((tmp_path / "drift_report.json").read_text())
+    assert report["passed"] is False and report["failed"] == ["onnx-fp32"]
+    assert report["artifacts"]["onnx-fp32"]["passed"] is False
+    assert (tmp_path / "model.onnx").is_file() and (tmp_path / "export.json").is_file()
+    assert json.loads((tmp_path / "export.json").read_text())["drift"]["passed"] is False
+
+
+def test_no_tensorrt_skips_the_engine_with_the_command_and_engine_flag_demands_one(
+        tiny_checkpoint, synthetic_data, tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "tensorrt", None)  # as on this machine; also where TensorRT exists
+    result = run_export(_cfg(tiny_checkpoint, synthetic_data, tmp_path / "auto", fp16=True))
+    (note,) = [n for n in result.notes if n.startswith("engine not built")]
+    assert "TensorRT is not installed" in note
+    assert f"corese-edge build-engine {tmp_path / 'auto' / 'model.fp16.onnx'} --out {tmp_path / 'auto' / 'model.fp16.plan'}" in note
+    assert not list((tmp_path / "auto").glob("*.plan"))
+    with pytest.raises(EngineUnavailable, match="corese-edge build-engine"):
+        run_export(_cfg(tiny_checkpoint, synthetic_data, tmp_path / "demand", engine=True))
+    assert (tmp_path / "demand" / "drift_report.json").is_file()  # the ONNX stages still ran
+
+
+@pytest.mark.contract
+def test_engine_stage_builds_plans_and_measures_their_drift(tiny_checkpoint, synthetic_data, tmp_path, monkeypatch):
+    """CONTRACT: with a fake TensorRT 10.x and a stand-in runner (ORT on the plan's ONNX)."""
+    from corese_edge.export import evaluation
+    from corese_edge.export import tensorrt as T
+    from tests.export.fake_tensorrt import make_fake_tensorrt
+
+    monkeypatch.setitem(sys.modules, "tensorrt", make_fake_tensorrt("10.3.0"))
+    monkeypatch.setattr(T, "gpu_info", lambda: T.GpuInfo("NVIDIA L4 (fake)", "8.9"))
+
+    class OnnxStandIn:
+        def __init__(self, plan, min_batch, max_batch):
+            onnx_name = plan.name.replace(".plan", ".onnx").replace("model.fp32.onnx", "model.onnx")
+            self.fn = evaluation.OnnxLogits(plan.with_name(onnx_name))
+
+        def __call__(self, batch):
+            return self.fn(batch)
+
+        def close(self):
+            pass
+
+    monkeypatch.setattr(evaluation, "EngineLogits", OnnxStandIn)
+    result = run_export(_cfg(tiny_checkpoint, synthetic_data, tmp_path, fp16=True, engine=True))
+    assert (tmp_path / "model.fp16.plan").is_file() and (tmp_path / "model.fp16.plan.json").is_file()
+    side = json.loads((tmp_path / "model.fp16.plan.json").read_text())
+    assert side["gpu_name"] == "NVIDIA L4 (fake)" and side["precision"] == "fp16"
+    report = json.loads((tmp_path / "drift_report.json").read_text())
+    assert report["artifacts"]["trt-fp16"]["agreement"] == report["artifacts"]["onnx-fp16"]["agreement"]
+    assert "trt-fp16" in result.table
+
+
+def test_missing_checkpoint_is_a_clear_error(synthetic_data, tmp_path):
+    with pytest.raises(CheckpointError, match="checkpoint not found: .*nope.pt"):
+        run_export(make_export_config(checkpoint=str(tmp_path / "nope.pt"), data=str(synthetic_data), out=str(tmp_path)))
+
+
+def test_no_checkpoint_and_no_runs_points_to_train(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(CheckpointError, match="corese-edge train"):
+        run_export(make_export_config())
+
+
+def test_newest_run_is_the_default_checkpoint(tmp_path, tiny_checkpoint, monkeypatch):
+    import os
+    import time
+
+    from corese_edge.export.pipeline import newest_checkpoint
+
+    for i, name in enumerate(("old", "new")):
+        run = tmp_path / "runs" / name
+        run.mkdir(parents=True)
+        shutil.copy(tiny_checkpoint, run / "swa_final.pt")
+        os.utime(run / "swa_final.pt", (time.time() + i, time.time() + i))
+    monkeypatch.chdir(tmp_path)
+    assert newest_checkpoint() == tmp_path / "runs" / "new" / "swa_final.pt" or \
+        newest_checkpoint().resolve() == (tmp_path / "runs" / "new" / "swa_final.pt").resolve()
+
+
+def test_checkpoint_with_the_wrong_number_of_classes(synthetic_data, tmp_path):
+    import torch
+
+    from corese_edge.model import CoResSE
+    from corese_edge.model.checkpoint import Checkpoint
+    from corese_edge.preprocessing import Preprocessing
+
+    names = ["happy", "sad", "angry", "neutral", "surprised"]
+    model = CoResSE("coresse-lite", len(names))
+    ckpt = Checkpoint(None, "coresse-lite", len(names), "sample", names, Preprocessing(size=32),
+                      {k: v for k, v in model.state_dict().items()}, kind="test")
+    path = ckpt.save(tmp_path / "five.pt")
+    with pytest.raises(CheckpointError, match="predicts 5 classes .* has 7"):
+        run_export(make_export_config(checkpoint=str(path), data=str(synthetic_data), out=str(tmp_path / "o")))
+    assert not (tmp_path / "o" / "model.onnx").exists()  # refused before any work
+    del torch
+
+
+def test_checkpoint_without_a_dataset_asks_for_data(tiny_checkpoint, tmp_path):
+    with pytest.raises(DataError, match="pass --data"):
+        run_export(make_export_config(checkpoint=str(tiny_checkpoint), out=str(tmp_path)))
+
+
+def test_unknown_profile(tiny_checkpoint):
+    with pytest.raises(UserError, match="unknown export profile 'orin-nano-int4'; available profiles: .*cpu-int8"):
+        make_export_config(profile="orin-nano-int4", checkpoint=str(tiny_checkpoint))
+
+
+def test_calibration_data_folder_must_not_hold_test_images(tiny_checkpoint, synthetic_data, tmp_path):
+    from corese_edge.data.layouts import load_index
+
+    test_dir = load_index(synthetic_data).split("test")[0].path.parents[1]
+    cfg = _cfg(tiny_checkpoint, synthetic_data, tmp_path, int8=True, calib_data=str(test_dir), engine=False)
+    with pytest.raises(DataError, match="must never see the test split"):
+        run_export(cfg)

@@ -1,0 +1,131 @@
+"""corese-edge predict / env through click, and the runtime's torch-free imports."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from corese_edge.cli import cli
+from corese_edge.runtime import ExpressionClassifier
+from tests.runtime.test_faces_video import write_video
+
+
+def _images(folder: Path, n: int, seed: int = 0) -> list[Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    paths = []
+    for i in range(n):
+        p = folder / f"img{i}.png"
+        cv2.imwrite(str(p), rng.integers(0, 256, (40, 40, 3), dtype=np.uint8))
+        paths.append(p)
+    return paths
+
+
+def test_predict_json_equals_the_library_call(tiny_onnx, tmp_path):
+    paths = _images(tmp_path / "faces" / "sub", 3)
+    single = _images(tmp_path / "one", 1, seed=1)[0]
+    video = write_video(tmp_path / "clip.avi", [np.full((32, 32, 3), 40 * i, np.uint8) for i in range(4)])
+    result = CliRunner().invoke(cli, ["predict", str(tmp_path / "faces"), str(single), str(video),
+                                      "--model", str(tiny_onnx), "--json", "--every", "2"])
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.output)
+    assert doc["schema"] == "corese-edge/predictions/1" and len(doc["class_names"]) == 7
+    rows = doc["predictions"]
+    images = [r for r in rows if r["frame"] is None]
+    frames = [r for r in rows if r["frame"] is not None]
+    assert [Path(r["input"]).name for r in images] == ["img0.png", "img1.png", "img2.png", "img0.png"]
+    assert [r["frame"] for r in frames] == [0, 2]
+    with ExpressionClassifier.from_artifact(tiny_onnx) as clf:
+        direct = clf.predict(paths + [single])
+    assert [r["label"] for r in images] == [p.label for p in direct]
+    for r, p in zip(images, direct):
+        assert r["probs"][p.label] == pytest.approx(float(p.probs[p.index]), abs=1e-6)
+
+
+def test_predict_table_output(tiny_onnx, tmp_path):
+    [img] = _images(tmp_path, 1)
+    result = CliRunner().invoke(cli, ["predict", str(img), "--model", str(tiny_onnx)])
+    assert result.exit_code == 0, result.output
+    header, row = result.output.strip().splitlines()
+    assert header.split()[:4] == ["input", "frame", "label", "conf"]
+    assert row.startswith(str(img))
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda d: d / "missing.jpg", "input not found: .*missing.jpg"),
+    (lambda d: (d / "notes.txt").write_text("hi") and d / "notes.txt", "notes.txt: not an image or video file"),
+    (lambda d: (d / "empty").mkdir() or d / "empty", "empty: folder holds no images"),
+])
+def test_predict_bad_inputs_print_one_line(tiny_onnx, tmp_path, make, message):
+    bad = make(tmp_path)
+    result = CliRunner().invoke(cli, ["predict", str(bad), "--model", str(tiny_onnx)])
+    assert result.exit_code == 2
+    assert len(result.output.strip().splitlines()) == 1
+    import re
+
+    assert re.search(message, result.output), result.output
+
+
+def test_predict_unknown_model_format(tmp_path):
+    [img] = _images(tmp_path, 1)
+    result = CliRunner().invoke(cli, ["predict", str(img), "--model", str(tmp_path / "m.bin")])
+    assert result.exit_code == 2 and "unknown model format '.bin'" in result.output
+
+
+def test_help_shows_examples():
+    for cmd in ("predict", "env", "bench"):
+        out = CliRunner().invoke(cli, [cmd, "--help"]).output
+        assert "Examples:" in out and f"corese-edge {cmd}" in out
+
+
+def test_env_reports_and_survives_missing_torch(monkeypatch):
+    from corese_edge.env_report import collect_env, format_env
+
+    for name in ("torch", "timm", "onnxruntime", "tensorrt", "tensorrt_lean", "tensorrt_lean_bindings"):
+        monkeypatch.setitem(sys.modules, name, None)  # import now raises ImportError
+    report = collect_env()
+    assert report["libraries"]["torch"]["status"] == "missing"
+    assert report["tensorrt"]["status"] == "missing"
+    text = format_env(report)
+    assert "torch         missing" in text
+    rows = {c["command"]: c for c in report["commands"]}
+    assert not rows["train"]["ok"] and "pip install 'corese-edge[train]'" in rows["train"]["missing"]
+    assert not rows["predict / bench with .onnx"]["ok"] and "corese-edge[export]" in rows["predict / bench with .onnx"]["missing"]
+    assert "TensorRT runtime" in rows["predict / bench with .plan"]["missing"]
+
+
+def test_env_command_here():
+    result = CliRunner().invoke(cli, ["env", "--json"])
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.output)
+    assert doc["schema"] == "corese-edge/env/1"
+    import onnxruntime
+
+    assert doc["libraries"]["onnxruntime"]["version"] == onnxruntime.__version__
+    assert "CPUExecutionProvider" in doc["libraries"]["onnxruntime"]["providers"]
+    assert doc["gpus"] or doc["no_gpu_reason"]
+    plain = CliRunner().invoke(cli, ["env"])
+    assert "commands:" in plain.output and "predict / bench with .onnx" in plain.output
+
+
+def test_runtime_never_imports_torch(tiny_onnx):
+    code = f"""
+import sys, numpy as np
+import corese_edge
+from corese_edge import ExpressionClassifier, Prediction
+import corese_edge.runtime, corese_edge.runtime.trt, corese_edge.runtime.cuda, corese_edge.runtime.faces
+import corese_edge.bench, corese_edge.bench.jetson, corese_edge.bench.machine
+clf = ExpressionClassifier.from_artifact({str(tiny_onnx)!r})
+clf.predict(np.zeros((40, 40, 3), np.uint8))
+bad = sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'torchvision', 'timm', 'albumentations'))
+print('LOADED', bad)
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "LOADED []" in out.stdout, out.stdout
