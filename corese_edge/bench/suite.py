@@ -282,7 +282,8 @@ def render_markdown(results_dir: str | os.PathLike, markdown: str | os.PathLike)
         versions = doc["machine"].get("versions", {})
         lines.append("Versions: " + ", ".join(f"{k} {v}" for k, v in versions.items() if v) + ".")
         if not doc["machine"].get("gpus"):
-            lines.append(f"No GPU here ({doc['machine'].get('no_gpu_reason', 'none found')}): GPU and TensorRT rows were **not executed** on this machine.")
+            lines.append(f"No GPU here ({doc['machine'].get('no_gpu_reason', 'none found')}): GPU and TensorRT rows were **not executed** on this machine; "
+                         "`benchmarks/gpu_backends.py` records a GPU run (ONNX Runtime and PyTorch CUDA FP16, batch 1/8/64) on a machine that has one.")
         lines.append("")
         for name, run in _latest(doc["runs"], "suite").items():
             lines += _suite_section(run, slug, results_dir, plot_vs_batch, series_from_results, markdown.parent)

@@ -100,5 +100,5 @@ def build_engine_command(onnx_model, **options):
     from corese_edge.export.tensorrt import EngineConfig, run_build_engine
 
     built = run_build_engine(EngineConfig(onnx=onnx_model, **options))
-    click.echo(f"wrote {built.plan} ({built.info['precision']}, TensorRT {built.info['tensorrt_version']}, "
+    click.echo(f"wrote {built.plan} ({built.info['precision']}, TensorRT {built.info['trt_version']}, "
                f"{built.info['gpu_name']}) and {built.sidecar}")

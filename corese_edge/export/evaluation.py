@@ -17,8 +17,13 @@ from corese_edge.preprocessing import Preprocessing
 
 LogitsFn = Callable[[np.ndarray], np.ndarray]
 
-#: images per inference call when measuring drift
+#: images per inference call when measuring drift at 224 px; smaller inputs get proportionally
+#: larger batches (up to 64), keeping the pixels per call, and so the activation memory, constant
 EVAL_BATCH = 8
+
+
+def eval_batch_size(image_size: int) -> int:
+    return int(max(EVAL_BATCH, min(64, EVAL_BATCH * 224 * 224 // max(1, image_size * image_size))))
 
 
 def ort_session(model, reference_arithmetic: bool = False):
@@ -108,13 +113,15 @@ def image_batches(paths: Sequence, prep: Preprocessing, batch_size: int = EVAL_B
 
 
 def collect_logits(
-    samples: Sequence, prep: Preprocessing, fns: Mapping[str, LogitsFn], batch_size: int = EVAL_BATCH,
+    samples: Sequence, prep: Preprocessing, fns: Mapping[str, LogitsFn], batch_size: int | None = None,
     progress: bool = False, desc: str = "validating",
 ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """Run every function on every sample's image; return ``(labels, {name: logits})``.
 
-    ``samples`` have ``.path`` and ``.label``.  The images are decoded once.
+    ``samples`` have ``.path`` and ``.label``.  The images are decoded once.  ``batch_size``
+    defaults to :func:`eval_batch_size` of the input size.
     """
+    batch_size = batch_size or eval_batch_size(prep.size)
     paths = [s.path for s in samples]
     labels = np.asarray([int(s.label) for s in samples], dtype=np.int64)
     results: dict[str, list[np.ndarray]] = {name: [] for name in fns}

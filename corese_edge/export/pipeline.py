@@ -275,7 +275,6 @@ def run_export(cfg: ExportConfig, echo: Callable[[str], None] | None = None) -> 
     engine can be built here.  ``echo`` receives the closing table and notes (default: the log).
     """
     from corese_edge.export import fp16 as fp16_stage
-    from corese_edge.export import int8 as int8_stage
     from corese_edge.export import tensorrt as trt_stage
     from corese_edge.export.drift import DriftReport, summary_table
     from corese_edge.export.embed import embed_preprocess
@@ -291,6 +290,18 @@ def run_export(cfg: ExportConfig, echo: Callable[[str], None] | None = None) -> 
     out = Path(cfg.out) if cfg.out else ckpt_path.parent / "export"
     out.mkdir(parents=True, exist_ok=True)
     resolved = dataclasses.replace(cfg, checkpoint=os.fspath(ckpt_path), data=data.root, out=os.fspath(out))
+    calib_paths, calib_info = _calibration_paths(cfg, data) if cfg.int8 else ([], {})
+    engine_env = None
+    if cfg.engine:  # demanded: say so now, not after minutes of quantization and validation
+        try:
+            engine_env = trt_stage.engine_environment()
+        except trt_stage.EngineUnavailable as exc:
+            commands = " && ".join(
+                trt_stage.build_engine_command(out / T.onnx_artifact(p).filename, out / T.engine_artifact(p).filename,
+                                               cfg.min_batch, cfg.opt_batch, cfg.max_batch)
+                for p in T.engine_precisions(cfg.fp16, cfg.int8))
+            raise trt_stage.EngineUnavailable(
+                f"--engine: {exc}; export without --engine here, then on the target device run: {commands}") from None
     prep = ckpt.preprocessing
     model = ckpt.build_model(se_mode="sample")
     torch_logits = TorchLogits(model)
@@ -346,16 +357,16 @@ def run_export(cfg: ExportConfig, echo: Callable[[str], None] | None = None) -> 
 
         # 3. INT8
         if cfg.int8:
-            calib_paths, calib_info = _calibration_paths(cfg, data)
             details["calibration"] = {**calib_info, "method": cfg.calib_method, "quantizer": cfg.quantizer,
                                       "flavour": target.int8_flavour}
             int8_path = out / T.onnx_artifact("int8").filename
             if cfg.quantizer == "modelopt":
                 from corese_edge.data.calibration import CalibrationBatches
+                from corese_edge.export.int8 import match_nodes
                 from corese_edge.export.modelopt import quantize_modelopt
 
                 pre_names = _node_names(fp32_path)
-                kept = int8_stage.match_nodes(cfg.keep_fp, pre_names) if cfg.keep_fp else ()
+                kept = match_nodes(cfg.keep_fp, pre_names) if cfg.keep_fp else ()
                 quantize_modelopt(fp32_path, int8_path, CalibrationBatches(calib_paths, prep, 8), cfg.calib_method, kept)
             else:
                 kept = _quantize_ort(cfg, target, fp32_path, int8_path, work, calib_paths, prep, notes, details,
@@ -390,13 +401,11 @@ def run_export(cfg: ExportConfig, echo: Callable[[str], None] | None = None) -> 
 
     # 6. TensorRT engines
     engines: dict[str, Any] = {}
-    engine_missing: Exception | None = None
     if target.engines and cfg.engine is not False:
         precisions = T.engine_precisions(cfg.fp16, cfg.int8)
         try:
-            trt, gpu = trt_stage.engine_environment()
+            trt, gpu = engine_env or trt_stage.engine_environment()
         except trt_stage.EngineUnavailable as exc:
-            engine_missing = exc
             commands = [trt_stage.build_engine_command(artifacts[f"onnx-{p}"], out / T.engine_artifact(p).filename,
                                                        cfg.min_batch, cfg.opt_batch, cfg.max_batch) for p in precisions]
             notes.append(f"engine not built: {exc}; on the target device run: {' && '.join(commands)}")
@@ -425,7 +434,7 @@ def run_export(cfg: ExportConfig, echo: Callable[[str], None] | None = None) -> 
     record = {
         "schema": EXPORT_SCHEMA,
         "config": config_to_dict(resolved),
-        "versions": _tool_versions() | ({"tensorrt": engines[next(iter(engines))].info["tensorrt_version"]} if engines else {}),
+        "versions": _tool_versions() | ({"tensorrt": engines[next(iter(engines))].info["trt_version"]} if engines else {}),
         "platform": {"system": platform.platform(), "machine": platform.machine(), "python": sys.version.split()[0]},
         "checkpoint": {"path": os.fspath(ckpt_path), "sha256": file_sha256(ckpt_path), "model": ckpt.variant,
                        "class_names": list(ckpt.class_names), "preprocessing": prep.to_dict()},
@@ -446,8 +455,6 @@ def run_export(cfg: ExportConfig, echo: Callable[[str], None] | None = None) -> 
         say(note)
     result = ExportResult(out, resolved, artifacts, report, engines, notes, kept, table)
     report.check()
-    if cfg.engine and engine_missing is not None:
-        raise trt_stage.EngineUnavailable(f"--engine: {notes[-1] if notes else engine_missing}")
     return result
 
 
@@ -537,7 +544,10 @@ def _quantize_ort(cfg, target, fp32_path, int8_path, work, calib_paths, prep, no
         if drop > cfg.max_drift:
             qdq = onnx.load(os.fspath(int8_path))
             fp = onnx.load(os.fspath(pre))
-            candidates = [n for n in int8_stage.quantized_nodes(qdq) if n not in user_keep]
+            # only layers the quantizer itself quantizes can be excluded from it
+            quantizable = set(int8_stage.op_types_to_quantize(int8_stage.get_flavour(flavour)))
+            op_of = {n.name: n.op_type for n in qdq.graph.node}
+            candidates = [n for n in int8_stage.quantized_nodes(qdq) if n not in user_keep and op_of[n] in quantizable]
             xs = x[:SENSITIVITY_IMAGES]
             ref = selection_cache["fp32"][:SENSITIVITY_IMAGES]
             ranking = int8_stage.rank_sensitivity(
@@ -575,4 +585,4 @@ def _engine_drift(report, built, precision: str, cfg: ExportConfig, data: _Data,
     finally:
         engine.close()
     report.add(f"trt-{precision}", logits["engine"], file=built.plan.name,
-               tensorrt_version=built.info["tensorrt_version"], gpu_name=built.info["gpu_name"])
+               trt_version=built.info["trt_version"], gpu_name=built.info["gpu_name"])

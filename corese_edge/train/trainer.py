@@ -418,8 +418,6 @@ class Trainer:
         )
 
     def _print_epoch(self, row: dict[str, Any]) -> None:
-        if not self.cfg.progress:
-            return
         val = f" val_acc {row['val_accuracy']:.4f}" if "val_accuracy" in row else ""
         print(f"epoch {row['epoch']}/{self.cfg.epochs}: loss {row['train_loss']:.4f} "
               f"train_acc {row['train_accuracy']:.4f}{val} lr {row['lr']:.2e} {row['images_per_s']:.1f} img/s", flush=True)

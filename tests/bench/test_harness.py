@@ -105,8 +105,8 @@ def _export_dir(tmp_path, tiny_onnx):
     shutil.copy(tiny_onnx, d / "model.onnx")
     write_plan(d, "model.fp16.plan")
     drift = {"schema": "corese-edge/drift/1", "reference": "onnx-fp32", "max_drift_pp": 1.0, "passed": True,
-             "artifacts": {"onnx-fp32": {"accuracy": 81.25, "accuracy_drop_pp": 0.0},
-                           "trt-fp16": {"accuracy": 81.0, "accuracy_drop_pp": 0.25}}}
+             "artifacts": {"onnx-fp32": {"accuracy": 0.8125, "accuracy_drop_pp": 0.0},
+                           "trt-fp16": {"accuracy": 0.81, "accuracy_drop_pp": 0.25}}}
     (d / "drift_report.json").write_text(json.dumps(drift))
     return d
 
@@ -120,7 +120,7 @@ def test_compare_table_json_and_plot(tmp_path, tiny_onnx):
     rows = {r["name"]: r for r in doc["rows"]}
     assert set(rows) == {"onnx-fp32", "trt-fp16"}
     onnx_row = rows["onnx-fp32"]
-    assert onnx_row["status"] == "ok" and onnx_row["accuracy"] == 81.25 and onnx_row["accuracy_drop_pp"] == 0.0
+    assert onnx_row["status"] == "ok" and onnx_row["accuracy"] == 0.8125 and onnx_row["accuracy_drop_pp"] == 0.0
     assert onnx_row["size_mb"] == pytest.approx((d / "model.onnx").stat().st_size / 1e6, abs=0.01)
     ran = [r for r in doc["results"] if r["name"] == "onnx-fp32"]
     assert onnx_row["p50_ms_batch1"] == [r for r in ran if r["batch"] == 1][0]["latency_ms"]["median"]

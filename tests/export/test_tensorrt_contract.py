@@ -51,15 +51,22 @@ def test_each_line_builds_each_precision_the_documented_way(version, precision, 
     assert built.sidecar.name == "model.plan.json"
     side = json.loads(built.sidecar.read_text())
     assert side["schema"] == T.PLAN_SCHEMA
-    assert side["precision"] == precision and side["tensorrt_version"] == version and side["tensorrt_line"] == line
+    assert side["precision"] == precision and side["trt_version"] == version and side["tensorrt_line"] == line
     assert side["gpu_name"] == GPU.name and side["compute_capability"] == "8.7"
-    assert side["profile_shapes"] == {"input": {"min": [1, 3, 32, 32], "opt": [4, 3, 32, 32], "max": [16, 3, 32, 32]}}
+    assert side["plan_size"] == built.plan.stat().st_size
+    assert side["profile"] == {"input": {"min": [1, 3, 32, 32], "opt": [4, 3, 32, 32], "max": [16, 3, 32, 32]}}
     assert side["inputs"] == [{"name": "input", "mode": "input", "dtype": "float32", "shape": [-1, 3, 32, 32]}]
     assert side["outputs"][0]["name"] == "logits" and side["outputs"][0]["dtype"] == "float32"
     assert len(side["class_names"]) == 7 and side["preprocessing"]["size"] == 32
     from corese_edge.model.checkpoint import file_sha256
 
     assert side["onnx_sha256"] == file_sha256(onnx_files[precision])
+    # the runtime's TrtRunner reads this sidecar: it must parse and vouch for the plan file
+    from corese_edge.runtime.trt import PlanSidecar, check_plan_file
+
+    parsed = PlanSidecar.read(built.sidecar)
+    assert parsed.trt_version == version and parsed.precision == precision and len(parsed.class_names) == 7
+    assert check_plan_file(built.plan, parsed) == built.plan.read_bytes()
 
 
 def test_the_11x_fake_really_lacks_the_removed_api():
@@ -113,7 +120,7 @@ def test_portability_options_and_the_timing_cache(version, onnx_files, tmp_path)
     assert cache.read_bytes() == b"old+fake-timings"
     assert ("set_flag", "VERSION_COMPATIBLE") in trt.calls
     side = json.loads(built.sidecar.read_text())
-    assert side["build"]["hardware_compat"] == "ampere+" and side["build"]["version_compatible"] is True
+    assert side["hardware_compat"] == "ampere+" and side["version_compatible"] is True
     assert "VERSION_COMPATIBLE" in side["build"]["builder_flags"]
 
 

@@ -184,3 +184,14 @@ def test_onnx_without_corese_metadata_is_refused(tiny_onnx, tmp_path):
 def test_empty_inputs(tiny_onnx):
     with ExpressionClassifier.from_artifact(tiny_onnx) as clf, pytest.raises(UserError, match="the list is empty"):
         clf.predict([])
+
+
+def test_embedded_preprocessing_graph_takes_uint8_frames(tiny_onnx, tmp_path):
+    """export --embed-preprocess writes a graph that takes uint8 NHWC frames; the runtime feeds it
+    resized frames and gets the same probabilities as from the plain graph."""
+    embed = pytest.importorskip("corese_edge.export.embed")
+    variant = embed.embed_preprocess(tiny_onnx, tmp_path / "model.preprocess.onnx")
+    frames = list(np.random.default_rng(5).integers(0, 256, (4, 45, 37, 3), dtype=np.uint8))
+    with ExpressionClassifier.from_artifact(variant) as e, ExpressionClassifier.from_artifact(tiny_onnx) as plain:
+        assert e.input.dtype == np.uint8 and e.input.shape[-1] == 3
+        np.testing.assert_allclose(e.logits(frames), plain.logits(frames), rtol=1e-4, atol=1e-5)

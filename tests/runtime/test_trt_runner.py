@@ -97,7 +97,7 @@ def test_same_architecture_other_name_warns_but_loads(tmp_path, caplog):
 
 
 def test_hardware_compatible_plan_runs_on_newer_ampere_plus(tmp_path):
-    plan = write_plan(tmp_path, gpu_name="NVIDIA A100", cc="8.0", hardware_compatibility="ampere+")
+    plan = write_plan(tmp_path, gpu_name="NVIDIA A100", cc="8.0", hardware_compat="ampere+")
     with _runner(plan, cuda=FakeCuda(gpu_name="NVIDIA H100", cc="9.0")) as r:
         assert r.is_active
     with pytest.raises(UserError, match="outside that range"):
