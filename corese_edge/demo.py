@@ -68,7 +68,7 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
     click.echo(f"  report            {result.report_path}")
     click.echo(f"  confusion matrix  {run_dir / 'confusion_matrix.png'}")
     click.echo(f"  training curves   {run_dir / 'curves.png'}")
-    for key in ("export_dir", "drift_plot", "bench_plot"):
+    for key in ("export_dir", "drift_plot", "bench_json", "bench_plot"):
         if key in summary:
             click.echo(f"  {key.replace('_', ' '):<17} {summary[key]}")
     click.echo(f"  test accuracy     {test['accuracy']:.2%}")
@@ -84,9 +84,14 @@ def _export_and_bench(checkpoint: Path, out: Path, cfg: DemoConfig) -> dict[str,
     run_export(ExportConfig(checkpoint=str(checkpoint), fp16=True, int8=True, target="cpu",
                             calib_size=256, engine=False, out=str(export_dir)))
     info: dict[str, Any] = {"export_dir": str(export_dir), "drift_plot": str(export_dir / "drift.png")}
-    click.echo("[5/5] benchmark every artifact on this machine")
-    from corese_edge.bench.compare import compare_export_dir
+    click.echo("[5/5] benchmark every artifact on this machine (batch 1 and 8)")
+    from corese_edge.bench.compare import format_compare, run_compare
+    from corese_edge.bench.timing import BenchSettings
 
-    cmp = compare_export_dir(export_dir, duration_s=1.0)
-    info["bench_plot"] = str(cmp.get("plot", ""))
+    doc, json_path, plot = run_compare(export_dir, BenchSettings(batches=(1, 8), duration_s=1.0, warmup_ms=100.0),
+                                       {"threads": None})
+    click.echo(format_compare(doc))
+    info["bench_json"] = str(json_path)
+    if plot:
+        info["bench_plot"] = str(plot)
     return info

@@ -130,6 +130,27 @@ def compare_export(
     }
 
 
+def run_compare(
+    export_dir: str | os.PathLike,
+    settings: BenchSettings,
+    runner_options: dict[str, Any] | None = None,
+    json_path: str | os.PathLike | None = None,
+) -> tuple[dict[str, Any], Path, Path | None]:
+    """:func:`compare_export`, then write the JSON (default ``<export_dir>/bench_compare.json``) and
+    the latency-vs-batch plot beside it.  Returns (document, json path, plot path or None)."""
+    from corese_edge.bench.report import plot_vs_batch, series_from_results, write_report
+
+    doc = compare_export(export_dir, settings, runner_options)
+    out = Path(json_path) if json_path else Path(export_dir) / "bench_compare.json"
+    write_report(out, doc)
+    series = series_from_results(doc["results"], label_keys=("name",))
+    plot = None
+    if series:
+        plot = plot_vs_batch(series, out.with_suffix(".png"),
+                             f"{export_dir}: latency and throughput vs batch ({doc['machine']})")
+    return doc, out, plot
+
+
 def format_compare(doc: dict[str, Any]) -> str:
     def fmt(v: Any, spec: str) -> str:
         return format(v, spec) if isinstance(v, (int, float)) else "-"

@@ -129,17 +129,12 @@ def bench_command(engine, onnx_path, checkpoint, compare_dir, suite, providers, 
                       "device": device, "half": half or None}
 
     if compare_dir:
-        from corese_edge.bench.compare import compare_export, format_compare
-        from corese_edge.bench.report import plot_vs_batch, series_from_results, write_report
+        from corese_edge.bench.compare import format_compare, run_compare
 
-        doc = compare_export(compare_dir, settings, runner_options)
-        out = Path(json_path) if json_path else Path(compare_dir) / "bench_compare.json"
-        write_report(out, doc)
-        series = series_from_results(doc["results"], label_keys=("name",))
-        if series:
-            plot = plot_vs_batch(series, out.with_suffix(".png"), f"{compare_dir}: latency and throughput vs batch ({doc['machine']})")
-            click.echo(f"plot: {plot}", err=True)
+        doc, out, plot = run_compare(compare_dir, settings, runner_options, json_path)
         click.echo(format_compare(doc))
+        if plot:
+            click.echo(f"plot: {plot}", err=True)
         click.echo(f"json: {out}", err=True)
         return
 
