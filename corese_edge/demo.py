@@ -30,8 +30,8 @@ class DemoConfig:
 
 
 #: The demo recipe: coresse-lite from scratch at 64 px.  Everything else is the seed recipe.
-DEMO_EPOCHS = 10
-DEMO_LR = 1e-3
+DEMO_EPOCHS = 20
+DEMO_LR = 3e-3
 
 
 def run_demo(cfg: DemoConfig) -> dict[str, Any]:

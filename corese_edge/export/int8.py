@@ -431,7 +431,7 @@ class KeepSearch:
             "drop_pp_after": self.drop_pp_after,
             "reached_limit": self.reached,
             "trials": [{"kept": k, "drop_pp": d} for k, d in self.trials],
-            "ranking": [{"node": n, "sensitivity": s} for n, s in self.ranking[:50]],
+            "ranking": [{"node": n, "sensitivity": s} for n, s in self.ranking],
         }
 
 

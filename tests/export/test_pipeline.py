@@ -129,13 +129,10 @@ def test_newest_run_is_the_default_checkpoint(tmp_path, tiny_checkpoint, monkeyp
         shutil.copy(tiny_checkpoint, run / "swa_final.pt")
         os.utime(run / "swa_final.pt", (time.time() + i, time.time() + i))
     monkeypatch.chdir(tmp_path)
-    assert newest_checkpoint() == tmp_path / "runs" / "new" / "swa_final.pt" or \
-        newest_checkpoint().resolve() == (tmp_path / "runs" / "new" / "swa_final.pt").resolve()
+    assert newest_checkpoint().resolve() == (tmp_path / "runs" / "new" / "swa_final.pt").resolve()
 
 
 def test_checkpoint_with_the_wrong_number_of_classes(synthetic_data, tmp_path):
-    import torch
-
     from corese_edge.model import CoResSE
     from corese_edge.model.checkpoint import Checkpoint
     from corese_edge.preprocessing import Preprocessing
@@ -143,12 +140,11 @@ def test_checkpoint_with_the_wrong_number_of_classes(synthetic_data, tmp_path):
     names = ["happy", "sad", "angry", "neutral", "surprised"]
     model = CoResSE("coresse-lite", len(names))
     ckpt = Checkpoint(None, "coresse-lite", len(names), "sample", names, Preprocessing(size=32),
-                      {k: v for k, v in model.state_dict().items()}, kind="test")
+                      model.state_dict(), kind="test")
     path = ckpt.save(tmp_path / "five.pt")
     with pytest.raises(CheckpointError, match="predicts 5 classes .* has 7"):
         run_export(make_export_config(checkpoint=str(path), data=str(synthetic_data), out=str(tmp_path / "o")))
     assert not (tmp_path / "o" / "model.onnx").exists()  # refused before any work
-    del torch
 
 
 def test_checkpoint_without_a_dataset_asks_for_data(tiny_checkpoint, tmp_path):
@@ -168,3 +164,39 @@ def test_calibration_data_folder_must_not_hold_test_images(tiny_checkpoint, synt
     cfg = _cfg(tiny_checkpoint, synthetic_data, tmp_path, int8=True, calib_data=str(test_dir), engine=False)
     with pytest.raises(DataError, match="must never see the test split"):
         run_export(cfg)
+
+
+@pytest.mark.slow
+def test_auto_keep_searches_on_the_validation_split_and_records_what_it_kept(tiny_checkpoint, synthetic_data, tmp_path):
+    """An unreachable limit (INT8 would have to beat FP32) forces the whole search: every quantizable
+    layer is ranked, kept sets grow along the ranking, and the best set found is applied and reported.
+    (The choice of the *fewest* layers is pinned by test_int8.test_search_keep_finds_the_fewest_layers.)"""
+    import onnx
+
+    from corese_edge.export.int8 import quantized_nodes
+
+    cfg = make_export_config(checkpoint=str(tiny_checkpoint), data=str(synthetic_data), int8=True, target="tensorrt",
+                             calib_size=8, auto_keep=True, max_drift=-0.01, val_split="val", engine=False,
+                             progress=False, out=str(tmp_path))
+    with pytest.raises(DriftGateFailed):
+        run_export(cfg)
+    record = json.loads((tmp_path / "export.json").read_text())
+    search = record["auto_keep"]
+    ranked = [r["node"] for r in search["ranking"]]
+    conv_like = {"Conv", "Gemm", "MatMul"}
+    assert len(ranked) == len(set(ranked)) > 20
+    assert not search["reached_limit"]
+    counts = [t["kept"] for t in search["trials"]]
+    assert counts[:3] == [0, 1, 2] and counts[-1] == len(ranked)  # doubling up to every layer
+    best = min(search["trials"], key=lambda t: (t["drop_pp"], t["kept"]))
+    kept = search["kept"]
+    assert len(kept) == best["kept"] and search["drop_pp_after"] == best["drop_pp"]
+    assert kept == ranked[: len(kept)]
+    model = onnx.load(str(tmp_path / "model.int8.onnx"))
+    op_of = {n.name: n.op_type for n in model.graph.node}
+    assert {op_of[n] for n in ranked} <= conv_like
+    assert not set(kept) & set(quantized_nodes(model))
+    assert set(ranked) - set(kept) <= set(quantized_nodes(model))
+    report = json.loads((tmp_path / "drift_report.json").read_text())
+    assert report["reference"]["split"] == "val"
+    assert report["artifacts"]["onnx-int8"]["kept_fp"] == kept == record["kept_fp"]
