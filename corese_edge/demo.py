@@ -81,8 +81,8 @@ def _export_and_bench(checkpoint: Path, out: Path, cfg: DemoConfig) -> dict[str,
 
     export_dir = out / "export"
     click.echo(f"[4/5] export: ONNX FP32, FP16 and INT8 (cpu flavour) with the drift report -> {export_dir}")
-    run_export(ExportConfig(checkpoint=str(checkpoint), fp16=True, int8=True, target="cpu",
-                            calib_size=256, engine=False, out=str(export_dir)))
+    run_export(ExportConfig(checkpoint=str(checkpoint), fp16=True, int8=True, target="cpu", calib_size=256,
+                            engine=False, out=str(export_dir), progress=cfg.progress), echo=click.echo)
     info: dict[str, Any] = {"export_dir": str(export_dir), "drift_plot": str(export_dir / "drift.png")}
     click.echo("[5/5] benchmark every artifact on this machine (batch 1 and 8)")
     from corese_edge.bench.compare import format_compare, run_compare
