@@ -255,11 +255,12 @@ def _tool_versions() -> dict[str, str | None]:
 
 
 def _size(path: Path) -> str:
-    n = path.stat().st_size
-    for unit in ("B", "KB", "MB", "GB"):
-        if n < 1024 or unit == "GB":
+    """Decimal units (1 MB = 10**6 bytes), as `bench --compare` reports them."""
+    n = float(path.stat().st_size)
+    for unit in ("B", "kB", "MB", "GB"):
+        if n < 1000 or unit == "GB":
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
+        n /= 1000
     return f"{n:.1f} GB"
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
@@ -86,8 +87,16 @@ def _torch_load(path: Path) -> Any:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # pickle, zip and unpickler errors
-        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({msg[:160]})") from None
+        if not zipfile.is_zipfile(path):
+            why = "not a torch.save file"
+        elif "Weights only load failed" in str(exc):
+            why = "it holds Python objects that safe (weights_only) loading refuses"
+        else:
+            why = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:120]
+        raise CheckpointError(
+            f"{path}: not a readable PyTorch checkpoint ({why}); pass a corese-edge .pt "
+            "(train's swa_final.pt, or import-seed's output)"
+        ) from None
 
 
 def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
