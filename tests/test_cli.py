@@ -50,3 +50,17 @@ def test_import_seed_cli_writes_a_loadable_checkpoint(tmp_path, tiny_checkpoint)
     assert all(torch.equal(ck.state_dict[k], v) for k, v in sd.items())
     bad = CliRunner().invoke(cli, ["import-seed", str(tmp_path / "missing.pth"), "--out", str(out), "--num-classes", "7"])
     assert bad.exit_code == 2 and "missing.pth" in bad.output and "Traceback" not in bad.output
+
+
+def test_missing_extra_is_one_line_naming_it(tmp_path):
+    """A Python where torch cannot be imported (a stub package that raises) gets the extra's name."""
+    blocker = tmp_path / "block"
+    (blocker / "torch").mkdir(parents=True)
+    (blocker / "torch" / "__init__.py").write_text("raise ModuleNotFoundError(\"No module named 'torch'\", name='torch')\n")
+    import os
+
+    env = {**os.environ, "PYTHONPATH": str(blocker)}
+    res = subprocess.run([sys.executable, "-m", "corese_edge", "train", "--data", str(tmp_path)],
+                         capture_output=True, text=True, env=env)
+    assert res.returncode == 2
+    assert res.stderr.strip().splitlines() == ["error: torch is not installed, and 'train' needs it: pip install 'corese-edge[train]'"]

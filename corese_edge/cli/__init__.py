@@ -29,6 +29,14 @@ COMMANDS = {
 }
 
 
+#: top-level module -> the pip extra that installs it
+EXTRA_OF = {
+    "torch": "train", "torchvision": "train", "timm": "train", "albumentations": "train", "matplotlib": "train",
+    "onnx": "export", "onnxruntime": "export", "onnxconverter_common": "export",
+    "cuda": "trt", "modelopt": "modelopt",
+}
+
+
 class UserFacingError(click.ClickException):
     exit_code = 2
 
@@ -52,6 +60,16 @@ class LazyGroup(click.Group):
             return super().invoke(ctx)
         except UserError as exc:
             raise UserFacingError(str(exc)) from None
+        except ModuleNotFoundError as exc:
+            top = (exc.name or "").split(".")[0]
+            if top == "tensorrt":
+                raise UserFacingError("TensorRT is not installed: JetPack's python3-libnvinfer on a Jetson, "
+                                      "NVIDIA's tensorrt wheel on a desktop") from None
+            if top not in EXTRA_OF:
+                raise
+            extra = "train,export" if ctx.invoked_subcommand in ("export", "demo") else EXTRA_OF[top]
+            raise UserFacingError(f"{top} is not installed, and '{ctx.invoked_subcommand}' needs it: "
+                                  f"pip install 'corese-edge[{extra}]'") from None
         except KeyboardInterrupt:
             click.echo("interrupted; completed artifacts are kept", err=True)
             sys.exit(130)
