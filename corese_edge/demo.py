@@ -28,6 +28,17 @@ class DemoConfig:
     seed: int = 0
     progress: bool = True
 
+    def __post_init__(self) -> None:
+        from corese_edge.errors import UserError
+
+        if self.epochs is not None and self.epochs < 1:
+            raise UserError(f"--epochs must be at least 1, got {self.epochs}")
+        if self.img_size < 32:
+            raise UserError(f"--img-size must be at least 32 pixels, got {self.img_size}")
+        if self.train_per_class < 4 or self.test_per_class < 1:
+            raise UserError(f"--images-per-class must be at least 4 (a validation split is carved from train), "
+                            f"got {self.train_per_class}")
+
 
 #: The demo recipe: coresse-lite from scratch at 64 px.  Everything else is the seed recipe.
 DEMO_EPOCHS = 20

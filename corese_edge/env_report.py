@@ -78,6 +78,7 @@ def collect_env() -> dict[str, Any]:
             probe["version"] = dist_version(DISTRIBUTIONS["pycuda" if label == "pycuda" else "cuda-python"])
         cuda_layers[label] = probe
     gpu_list, no_gpu = gpus()
+    driver = cuda_driver_report()
     report: dict[str, Any] = {
         "schema": ENV_SCHEMA,
         "corese_edge": __version__,
@@ -87,6 +88,7 @@ def collect_env() -> dict[str, Any]:
         "libraries": libs,
         "tensorrt": trt,
         "cuda_layers": cuda_layers,
+        "cuda_driver": driver,
         "gpus": gpu_list,
     }
     if not gpu_list:
@@ -96,6 +98,37 @@ def collect_env() -> dict[str, Any]:
         report["jetson"] = jet
     report["commands"] = [c.__dict__ for c in command_support(report)]
     return report
+
+
+def cuda_driver_report() -> dict[str, Any]:
+    """The driver's CUDA version and the ``trt-cu*`` extra whose cuda-python fits it.
+
+    ``cuda_version``: what ``cudaDriverGetVersion`` reports ("12.2"; None without a driver or
+    without any CUDA layer to ask); ``extra``: ``trt-cu12`` (CUDA 12 drivers, < 580, JetPack 6.x)
+    or ``trt-cu13`` (580+, JetPack 7); ``cuda_python_cuda``: the CUDA version the installed
+    cuda-python is built for; ``fits``: whether that cuda-python runs on this driver (same or older
+    CUDA major), None when unknown.
+    """
+    from corese_edge.runtime.cuda import cuda_version_str, driver_cuda_version, extra_for_driver
+
+    out: dict[str, Any] = {"cuda_version": None, "extra": None, "cuda_python_cuda": None, "fits": None}
+    try:
+        driver = driver_cuda_version()
+    except Exception:  # a broken CUDA layer must not crash env
+        driver = None
+    if driver:
+        out["cuda_version"] = cuda_version_str(driver)
+        out["extra"] = extra_for_driver(driver)
+    try:
+        from corese_edge.runtime.cuda import CudaPythonApi
+
+        runtime = CudaPythonApi().runtime_cuda()
+        out["cuda_python_cuda"] = cuda_version_str(runtime)
+        if driver:
+            out["fits"] = driver // 1000 >= runtime // 1000
+    except Exception:  # no cuda-python, or a broken one
+        pass
+    return out
 
 
 @dataclass
@@ -118,6 +151,8 @@ def command_support(report: dict[str, Any]) -> list[CommandSupport]:
     gpu = bool(report.get("gpus"))
     trt = report["tensorrt"]
     cuda_ok = any(v["status"] == "ok" for v in report["cuda_layers"].values())
+    driver = report.get("cuda_driver") or {}
+    extra = driver.get("extra") or "trt-cu12' or 'corese-edge[trt-cu13]"
     rows = []
     m = have("torch", "timm", "albumentations")
     rows.append(CommandSupport("train", not m, need(m, "train")))
@@ -135,8 +170,13 @@ def command_support(report: dict[str, Any]) -> list[CommandSupport]:
     if trt["status"] != "ok":
         why.append("a TensorRT runtime (tensorrt, or tensorrt-lean-cu13-bindings + tensorrt-lean-cu13-libs)")
     if not cuda_ok:
-        why.append("cuda-python or pycuda: pip install 'corese-edge[trt]'")
-    if not gpu:
+        why.append(f"cuda-python or pycuda: pip install 'corese-edge[{extra}]'")
+    elif driver.get("fits") is False and report["cuda_layers"].get("pycuda", {}).get("status") != "ok":
+        why.append(
+            f"a cuda-python for this driver's CUDA {driver.get('cuda_version')} (the installed one is built for "
+            f"CUDA {driver.get('cuda_python_cuda')}): pip install 'corese-edge[{extra}]'"
+        )
+    if not gpu and driver.get("fits") is not False:
         why.append("an NVIDIA GPU")
     rows.append(CommandSupport("predict / bench with .plan", not why, "; ".join(why)))
     m = have("torch", "timm")
@@ -171,6 +211,15 @@ def format_env(report: dict[str, Any]) -> str:
     for label, probe in report["cuda_layers"].items():
         if probe["status"] != "missing" or label != "cuda-python (legacy)":
             lines.append(f"{label:13} {ver(probe)}")
+    driver = report.get("cuda_driver") or {}
+    if driver.get("cuda_version"):
+        text = f"CUDA {driver['cuda_version']} (fits corese-edge[{driver['extra']}])" if driver.get("extra") else (
+            f"CUDA {driver['cuda_version']} (too old: corese-edge needs a CUDA 12 or newer driver)")
+        if driver.get("fits") is False:
+            text += f"; the installed cuda-python is built for CUDA {driver['cuda_python_cuda']} and cannot use it"
+    else:
+        text = "none found"
+    lines.append(f"{'cuda driver':13} {text}")
     if report["gpus"]:
         for g in report["gpus"]:
             lines.append(

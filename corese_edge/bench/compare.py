@@ -1,8 +1,9 @@
 """``corese-edge bench --compare EXPORT_DIR``: one table over every artifact of an export folder.
 
-Columns: format, precision, size (MB), accuracy and its drop from FP32 (read from the export's
-``drift_report.json``), p50 latency at batch 1, and the best throughput with its batch.  Artifacts
-this machine cannot run (a ``.plan`` without a GPU or TensorRT) keep a row that says why.
+Columns: format, precision, size (MB), the share of FLOPs that runs in INT8 on TensorRT (the
+precision census, :mod:`corese_edge.export.census`), accuracy and its drop from FP32 (read from the
+export's ``drift_report.json``), p50 latency at batch 1, and the best throughput with its batch.
+Artifacts this machine cannot run (a ``.plan`` without a GPU or TensorRT) keep a row that says why.
 """
 from __future__ import annotations
 
@@ -64,6 +65,43 @@ def read_drift(export_dir: Path) -> dict[str, Any]:
         raise UserError(f"{path}: not valid JSON ({exc})") from None
 
 
+def read_export_census(export_dir: Path) -> dict[str, Any]:
+    """``export.json``'s ``census`` map (artifact name or file name -> census dict); {} when absent."""
+    path = export_dir / "export.json"
+    if not path.is_file():
+        return {}
+    try:
+        record = json.loads(path.read_text())
+    except ValueError as exc:
+        raise UserError(f"{path}: not valid JSON ({exc})") from None
+    census = record.get("census") if isinstance(record, dict) else None
+    return census if isinstance(census, dict) else {}
+
+
+def int8_flop_share(entry: ArtifactEntry, recorded: dict[str, Any]) -> float | None:
+    """Fraction (0..1) of the artifact's FLOPs in INT8: from export.json's census (keyed by the
+    artifact name or its file name), else a plan sidecar's ``census``, else computed from an ONNX
+    graph.  None when it cannot be known here (a plan without a census, no ``onnx`` installed)."""
+    census = recorded.get(entry.name) or recorded.get(entry.path.name)
+    if census is None and entry.format == "tensorrt":
+        try:
+            sidecar = json.loads(entry.path.with_name(entry.path.name + ".json").read_text())
+        except (OSError, ValueError):
+            sidecar = {}
+        census = sidecar.get("census") if isinstance(sidecar, dict) else None
+    if census is None and entry.format == "onnx":
+        try:
+            from corese_edge.export.census import precision_census
+
+            return precision_census(entry.path).int8_flop_share
+        except UserError as exc:  # onnx not installed, or not a readable graph
+            log.info("%s: no precision census (%s)", entry.path, exc)
+            return None
+    if isinstance(census, dict) and isinstance(census.get("int8_flop_share"), (int, float)):
+        return float(census["int8_flop_share"])
+    return None
+
+
 def compare_export(
     export_dir: str | os.PathLike,
     settings: BenchSettings,
@@ -76,6 +114,7 @@ def compare_export(
     entries = find_artifacts(root)
     drift = read_drift(root)
     drift_artifacts = drift.get("artifacts", {}) if isinstance(drift, dict) else {}
+    recorded_census = read_export_census(root)
     machine = machine_info()
     rows, results = [], []
     for entry in entries:
@@ -85,6 +124,7 @@ def compare_export(
             "format": entry.format,
             "precision": entry.precision,
             "size_mb": round(entry.path.stat().st_size / 1e6, 2),
+            "int8_flop_share": int8_flop_share(entry, recorded_census),
         }
         d = drift_artifacts.get(entry.name) or drift_artifacts.get(entry.name.replace("trt-", "tensorrt-"))
         if isinstance(d, dict):
@@ -156,13 +196,15 @@ def format_compare(doc: dict[str, Any]) -> str:
         return format(v, spec) if isinstance(v, (int, float)) else "-"
 
     lines = [f"machine: {doc['machine']}",
-             f"{'artifact':18} {'format':9} {'prec':5} {'MB':>8} {'acc %':>7} {'drop pp':>8} {'p50 b1 ms':>10} {'best img/s':>11} {'@batch':>6}  status"]
+             f"{'artifact':18} {'format':9} {'prec':5} {'MB':>8} {'INT8 FLOPs':>10} {'acc %':>7} {'drop pp':>8} {'p50 b1 ms':>10} {'best img/s':>11} {'@batch':>6}  status"]
     for r in doc["rows"]:
         acc = r.get("accuracy")
         if isinstance(acc, (int, float)) and acc <= 1.0:
             acc = acc * 100.0  # drift reports may store a fraction
+        share = r.get("int8_flop_share")
+        share = f"{100 * share:.1f}%" if isinstance(share, (int, float)) else "-"
         lines.append(
-            f"{r['name']:18} {r['format']:9} {r['precision']:5} {r['size_mb']:>8.2f} {fmt(acc, '7.2f'):>7} "
+            f"{r['name']:18} {r['format']:9} {r['precision']:5} {r['size_mb']:>8.2f} {share:>10} {fmt(acc, '7.2f'):>7} "
             f"{fmt(r.get('accuracy_drop_pp'), '8.2f'):>8} {fmt(r.get('p50_ms_batch1'), '10.3f'):>10} "
             f"{fmt(r.get('best_ips'), '11.1f'):>11} {fmt(r.get('best_batch'), 'd'):>6}  {r['status']}"
         )

@@ -20,6 +20,10 @@ Metrics (milliseconds unless named otherwise; each summarised by :func:`~corese_
 
 Warm-up runs for ``warmup_ms`` (at least one query), then timing runs for ``duration_s`` and at
 least ``min_iterations`` queries (trtexec: 200 ms, 3 s, 10), or exactly ``iterations`` queries.
+With ``cuda_graph``, a batch's CUDA graph is captured during its first warm-up query, and the
+TensorRT runner keeps the capture outside that query's events, so no timed value includes it;
+``cuda_graph_captured`` in a result says whether the batch really replayed a graph (a failed
+capture falls back to plain enqueue with a warning).
 A coefficient of variation above 2.5 % (of GPU compute time on TensorRT, of latency elsewhere) adds
 a warning to the result.  On a Jetson, tegrastats power over the timed window gives mW and mJ per
 image.
@@ -130,7 +134,7 @@ def benchmark_runner(runner: Runner, batch: int, settings: BenchSettings, sample
 
     if is_trt:
         runner.cuda_graph = settings.cuda_graph  # type: ignore[attr-defined]
-    # warm-up: at least one query (a CUDA graph for this batch is captured here)
+    # warm-up: at least one query (a CUDA graph for this batch is captured in the first one)
     start = time.perf_counter()
     warm = 0
     while True:
@@ -171,6 +175,8 @@ def benchmark_runner(runner: Runner, batch: int, settings: BenchSettings, sample
             result[key] = summarize(values)
     if is_trt:
         result["cuda_graph"] = settings.cuda_graph
+        if settings.cuda_graph:
+            result["cuda_graph_captured"] = bool(runner.has_graph(batch))  # type: ignore[attr-defined]
         result["include_transfers"] = settings.include_transfers
     if hasattr(runner, "providers") and getattr(runner, "providers"):
         result["providers"] = list(runner.providers)  # type: ignore[attr-defined]

@@ -26,6 +26,7 @@ COMMANDS = {
     "bench": "corese_edge.cli.runtime:bench_command",
     "predict": "corese_edge.cli.runtime:predict_command",
     "env": "corese_edge.cli.runtime:env_command",
+    "inspect": "corese_edge.cli.inspect:inspect_command",
 }
 
 

@@ -82,20 +82,22 @@ def export_command(profile, keep_fp, no_progress, **options):
 
 @click.command("build-engine", epilog=BUILD_ENGINE_EPILOG)
 @click.argument("onnx_model", metavar="MODEL.onnx", type=click.Path())
-@click.option("--out", type=click.Path(), help="Plan file.  [default: model.<precision>.plan beside the ONNX]")
-@click.option("--min-batch", type=int, default=1, show_default=True)
-@click.option("--opt-batch", type=int, default=8, show_default=True)
-@click.option("--max-batch", type=int, default=32, show_default=True)
+@click.option("--out", type=click.Path(), help="Plan file; its sidecar is PLAN.json.  [default: model.<precision>.plan beside the ONNX]")
+@click.option("--min-batch", type=int, default=1, show_default=True, help="Smallest batch the plan accepts.")
+@click.option("--opt-batch", type=int, default=8, show_default=True, help="Batch TensorRT tunes its kernels for.")
+@click.option("--max-batch", type=int, default=32, show_default=True, help="Largest batch the plan accepts.")
 @click.option("--workspace-gb", type=float, default=4.0, show_default=True, help="Builder workspace memory pool.")
-@click.option("--timing-cache", type=click.Path(), help="Read (when present) and update this timing cache file.")
+@click.option("--timing-cache", type=click.Path(),
+              help="Reuse and update this timing cache file (one from another GPU or TensorRT version is replaced).")
 @click.option("--hardware-compat", type=click.Choice(list(HARDWARE_COMPAT)), default="none", show_default=True,
-              help="ampere+: one plan for Ampere-and-newer GPUs (slower; not on JetPack).")
+              help="ampere+: one plan for Ampere-and-newer discrete GPUs (slower; refused on Jetsons).")
 @click.option("--version-compatible", is_flag=True, help="Embed the lean runtime so later TensorRT versions load the plan.")
 def build_engine_command(onnx_model, **options):
     """Build a TensorRT plan (and its .plan.json sidecar) from a corese-edge ONNX, on this device.
 
     The precision comes from the ONNX (FP32, FP16, or INT8 Q/DQ); one optimization profile covers
-    --min-batch..--max-batch.
+    --min-batch <= --opt-batch <= --max-batch.  The plan and its sidecar are written together or
+    not at all.
     """
     from corese_edge.export.tensorrt import EngineConfig, run_build_engine
 

@@ -63,7 +63,11 @@ Examples:
 """)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def env_command(as_json: bool) -> None:
-    """Versions (Python, torch, ONNX Runtime, TensorRT, CUDA, GPU, JetPack) and what can run here."""
+    """Versions (Python, torch, ONNX Runtime, TensorRT, CUDA, GPU, JetPack) and what can run here.
+
+    Names the NVIDIA driver's CUDA version and the extra whose cuda-python fits it: trt-cu12 for
+    drivers older than 580 (JetPack 6.x), trt-cu13 for 580 and newer (JetPack 7).
+    """
     from corese_edge.env_report import collect_env, format_env
 
     report = collect_env()

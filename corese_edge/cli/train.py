@@ -61,30 +61,47 @@ def train_command(config_file, nproc, no_progress, **options):
     Writes config.yaml, metrics.jsonl, checkpoints/{last,best}.pt, swa_final.pt, report.json,
     confusion_matrix.png and curves.png to --out.
     """
-    from corese_edge.config import build_config, config_to_dict, dump_yaml
+    from dataclasses import replace
+
+    from corese_edge.config import build_config
     from corese_edge.train.config import TrainConfig
+    from corese_edge.train.trainer import default_out
 
     if no_progress:
         options["progress"] = False
+    if options.get("resume") and not config_file and options.get("out"):
+        # --resume continues the run as it was configured: its config.yaml is the base, and
+        # options given now still win (changing the recipe breaks the exact continuation)
+        saved = Path(options["out"]) / "config.yaml"
+        config_file = saved if saved.is_file() else None
     cfg = build_config(TrainConfig, config_file, **options)
+    if not cfg.out:
+        cfg = replace(cfg, out=default_out(cfg))
     if nproc > 1:
         _launch_torchrun(cfg, nproc)
         return
     from corese_edge.train import train
 
-    result = train(cfg)
+    try:
+        result = train(cfg)
+    except KeyboardInterrupt:
+        click.echo(_interrupted_line(Path(cfg.out)), err=True)
+        sys.exit(130)
     if result.report:
         _print_train_summary(result)
 
 
+def _interrupted_line(out: Path) -> str:
+    """One line for Ctrl-C: what is kept and the command that continues the run."""
+    if (out / "checkpoints" / "last.pt").is_file():
+        return (f"interrupted; {out / 'checkpoints' / 'last.pt'} holds the last completed epoch; "
+                f"continue with: corese-edge train --out {out} --resume")
+    return f"interrupted before the first epoch completed; nothing to resume in {out}"
+
+
 def _launch_torchrun(cfg, nproc: int) -> None:
-    from dataclasses import replace
-
     from corese_edge.config import config_to_dict, dump_yaml
-    from corese_edge.train.trainer import default_out
 
-    if not cfg.out:
-        cfg = replace(cfg, out=default_out(cfg))
     with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as fh:
         fh.write(dump_yaml(config_to_dict(cfg)))
         launch = fh.name
@@ -160,12 +177,22 @@ def import_seed_command(file, out, num_classes, class_names, se_mode, img_size):
 Examples:
   corese-edge demo
   corese-edge demo --out /tmp/demo --epochs 8
+  corese-edge demo --out /tmp/quick --epochs 2 --img-size 32 --images-per-class 20   # a quick smoke run
 """)
 @click.option("--out", type=click.Path(), default="corese-demo", show_default=True, help="Folder for the data, the run and the exports.")
 @click.option("--epochs", type=int, default=None, help="Training epochs.  [default: the demo recipe's]")
+@click.option("--img-size", type=int, default=None, help="Training input size in pixels.  [default: 64]")
+@click.option("--images-per-class", type=int, default=None,
+              help="Synthetic training images per class; the test split gets a quarter as many.  [default: 200]")
 @click.option("--no-export", is_flag=True, help="Stop after training and evaluation.")
-def demo_command(out, epochs, no_export):
+def demo_command(out, epochs, img_size, images_per_class, no_export):
     """Generate the synthetic expression set, train coresse-lite with SWA, evaluate, export and benchmark."""
     from corese_edge.demo import DemoConfig, run_demo
 
-    run_demo(DemoConfig(out=out, epochs=epochs, export=not no_export))
+    options = {}
+    if img_size is not None:
+        options["img_size"] = img_size
+    if images_per_class is not None:
+        options["train_per_class"] = images_per_class
+        options["test_per_class"] = max(1, images_per_class // 4)
+    run_demo(DemoConfig(out=out, epochs=epochs, export=not no_export, **options))

@@ -12,7 +12,10 @@ fractions in [0, 1]; every ``*_pp`` value is in percentage points, positive mean
      "max_drift_pp": 1.0, "passed": true, "failed": [],
      "artifacts": {"onnx-int8": {"accuracy", "accuracy_drop_pp", "agreement", "max_abs_logit_diff",
                                  "mean_abs_logit_diff", "per_class_recall_drop_pp": {...},
-                                 "passed": true, ...}}}
+                                 "passed": true, "census": {...}, ...}}}
+
+``census`` (ONNX artifacts) is :meth:`corese_edge.export.census.PrecisionCensus.to_dict`, the same
+data export.json carries under ``"census"``; the Markdown report tabulates its FLOP shares.
 """
 from __future__ import annotations
 
@@ -163,6 +166,16 @@ class DriftReport:
                 v = self.artifacts[n]["per_class_recall_drop_pp"].get(c)
                 cells.append("n/a" if v is None else f"{v:+.2f}")
             lines.append(f"| {c} | " + " | ".join(cells) + " |")
+        censused = {name: a["census"] for name, a in self.artifacts.items() if a.get("census")}
+        if censused:
+            lines += ["", "Precision census (where each layer runs under TensorRT's strong typing; share of FLOPs):", "",
+                      "| artifact | INT8 | FP16 | FP32 | FP32 compute nodes |", "| --- | ---: | ---: | ---: | --- |"]
+            for name, c in censused.items():
+                share = {p: 100 * c["precisions"].get(p, {}).get("flop_share", 0.0) for p in ("int8", "fp16", "fp32")}
+                fp32 = c.get("fp32_nodes", [])
+                listed = ", ".join(f"`{n['name']}`" for n in fp32[:5]) + (f" (+{len(fp32) - 5} more)" if len(fp32) > 5 else "")
+                lines.append(f"| {name} | {share['int8']:.2f}% | {share['fp16']:.2f}% | {share['fp32']:.2f}% | "
+                             f"{len(fp32)}{': ' + listed if fp32 else ''} |")
         for name, a in self.artifacts.items():
             if a.get("kept_fp"):
                 lines += ["", f"{name}: {len(a['kept_fp'])} layer(s) kept in higher precision: "

@@ -30,18 +30,97 @@ def ort_session(model, reference_arithmetic: bool = False):
     """An ONNX Runtime CPU session for a path, ``bytes`` or ``ModelProto``.
 
     ``reference_arithmetic`` disables every graph optimization, so Q/DQ pairs run unfused: the
-    reference arithmetic a TensorRT ``s8s8`` graph is judged by (DESIGN decision 2).
+    reference arithmetic a TensorRT ``s8s8`` graph is judged by (DESIGN decision 2).  A graph with
+    FP16 tensors is first rewritten by :func:`fp16_reference_graph`, so that every FP16 tensor is
+    rounded to FP16 exactly where the graph says, whichever FP16 kernels this onnxruntime has.
     """
     ort = require("onnxruntime", "export", "validating ONNX artifacts")
     options = ort.SessionOptions()
     options.log_severity_level = 3
     if reference_arithmetic:
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+        model = _with_fp16_reference(model)
     if hasattr(model, "SerializeToString"):
         model = model.SerializeToString()
     elif isinstance(model, os.PathLike):
         model = os.fspath(model)
     return ort.InferenceSession(model, sess_options=options, providers=["CPUExecutionProvider"])
+
+
+#: ops that get no FP32 detour: they make FP16 values rather than compute on them
+_FP16_SOURCES = frozenset({"Cast", "CastLike", "Constant", "ConstantOfShape"})
+
+
+def fp16_reference_graph(model):
+    """A copy of ``model`` where every node that reads FP16 computes in FP32 between explicit casts.
+
+    Each FP16 input of such a node is widened with ``Cast(to=FLOAT)`` (exact) and each FP16 output
+    is produced in FP32 and rounded with ``Cast(to=FLOAT16)``, under the output's own name.  So
+    every FP16 tensor of the graph holds the FP16 rounding of an FP32 computation of its node:
+    the correctly rounded result for Add, Mul, Div and the data-movement ops, and FP32
+    accumulation for Conv / Gemm / MatMul, as TensorRT's FP16 and INT8 kernels accumulate.
+
+    Why not run the FP16 graph as it is: onnxruntime's CPU provider has no FP16 kernel for many
+    ops (1.32 on x86-64: Conv, Gemm, MatMul, Add, Mul, Div, Transpose, Concat, most
+    QuantizeLinear / DequantizeLinear), and for those its ``InsertCastTransformer`` (which runs
+    even with graph optimizations disabled) moves whole runs of adjacent nodes to FP32 with casts
+    only at the run's ends, so the FP16 roundings inside a run would silently disappear.  With the
+    explicit casts every node has an FP32 kernel and there is nothing left for it to move.
+    """
+    onnx = require("onnx", "export")
+    from onnx import TensorProto, helper
+
+    model = _proto(model)
+    inferred = onnx.shape_inference.infer_shapes(model)
+    types = {t.name: t.data_type for t in inferred.graph.initializer}
+    for vi in list(inferred.graph.value_info) + list(inferred.graph.input) + list(inferred.graph.output):
+        types[vi.name] = vi.type.tensor_type.elem_type
+    for node in inferred.graph.node:  # Constant outputs are typed by their value
+        if node.op_type == "Constant" and node.attribute and node.attribute[0].type == onnx.AttributeProto.TENSOR:
+            types[node.output[0]] = node.attribute[0].t.data_type
+    out = onnx.ModelProto()
+    out.CopyFrom(model)
+    nodes = []
+    for k, node in enumerate(out.graph.node):
+        if node.op_type in _FP16_SOURCES or not any(types.get(i) == TensorProto.FLOAT16 for i in node.input if i):
+            nodes.append(node)
+            continue
+        stem = f"{node.name or node.op_type + str(k)}/fp16_reference"
+        for i, name in enumerate(node.input):
+            if name and types.get(name) == TensorProto.FLOAT16:
+                wide = f"{stem}/in{i}"
+                nodes.append(helper.make_node("Cast", [name], [wide], name=f"{stem}/widen{i}", to=TensorProto.FLOAT))
+                node.input[i] = wide
+        rounding = []
+        for i, name in enumerate(node.output):
+            if name and types.get(name) == TensorProto.FLOAT16:
+                wide = f"{stem}/out{i}"
+                node.output[i] = wide
+                rounding.append(helper.make_node("Cast", [wide], [name], name=f"{stem}/round{i}", to=TensorProto.FLOAT16))
+        nodes.append(node)
+        nodes.extend(rounding)
+    del out.graph.node[:]
+    out.graph.node.extend(nodes)
+    del out.graph.value_info[:]  # the widened tensors changed type; ORT infers the rest
+    return out
+
+
+def _proto(model):
+    """A ModelProto from a path, ``bytes`` or ModelProto."""
+    onnx = require("onnx", "export")
+    if hasattr(model, "graph"):
+        return model
+    return onnx.load_from_string(model) if isinstance(model, bytes) else onnx.load(os.fspath(model))
+
+
+def _with_fp16_reference(model):
+    """``model`` rewritten by :func:`fp16_reference_graph` when it holds FP16 tensors, else as given."""
+    from onnx import TensorProto
+
+    proto = _proto(model)
+    has_fp16 = any(t.data_type == TensorProto.FLOAT16 for t in proto.graph.initializer) or any(
+        a.name == "to" and a.i == TensorProto.FLOAT16 for n in proto.graph.node if n.op_type == "Cast" for a in n.attribute)
+    return fp16_reference_graph(proto) if has_fp16 else model
 
 
 class OnnxLogits:

@@ -36,7 +36,7 @@ def convert_fp16(
     meta = read_metadata(onnx_in)
     model = onnx.load(os.fspath(onnx_in))
     block = list(float16.DEFAULT_OP_BLOCK_LIST) + [op for op in keep_fp32_ops if op not in float16.DEFAULT_OP_BLOCK_LIST]
-    _unshare_initializers(model, set(block))
+    unshare_initializers(model, set(block))
     with warnings.catch_warnings():
         # "the float32 number 1e-09 will be truncated to 1e-07": expected for tiny weights
         warnings.simplefilter("ignore")
@@ -50,8 +50,9 @@ def convert_fp16(
     return out
 
 
-def _unshare_initializers(model, blocked_ops: set[str]) -> None:
-    """Give FP32-kept nodes their own copy of any initializer they share with converted nodes.
+def unshare_initializers(model, blocked_ops: set[str], blocked_nodes: set[str] = frozenset()) -> None:
+    """Give FP32-kept nodes (op types ``blocked_ops``, names ``blocked_nodes``) their own copy of
+    any initializer they share with converted nodes.
 
     The TorchScript exporter merges identical constants (for example every zero bias of an
     untrained model), and onnxconverter-common converts a shared initializer once, leaving the
@@ -63,10 +64,10 @@ def _unshare_initializers(model, blocked_ops: set[str]) -> None:
     for node in graph.node:
         for name in node.input:
             if name in inits:
-                users.setdefault(name, set()).add(node.op_type in blocked_ops)
+                users.setdefault(name, set()).add(node.op_type in blocked_ops or node.name in blocked_nodes)
     shared = {name for name, kinds in users.items() if kinds == {True, False}}
     for node in graph.node:
-        if node.op_type not in blocked_ops:
+        if node.op_type not in blocked_ops and node.name not in blocked_nodes:
             continue
         for i, name in enumerate(node.input):
             if name in shared:

@@ -4,16 +4,43 @@ Two flavours (DESIGN decision 2, the capability table in :mod:`corese_edge.expor
 
 ``s8s8`` (``--target tensorrt``)
     Symmetric int8 activations and per-channel symmetric int8 weights on the inputs of Conv, Gemm
-    and MatMul (not on their outputs); biases stay float.  Every QuantizeLinear / DequantizeLinear zero point is an int8
-    zero, weights use [-127, 127] — what TensorRT requires ("zeroPt must be all zeros").
+    and MatMul (not on their outputs); biases stay float.  Every QuantizeLinear / DequantizeLinear
+    zero point is an int8 zero, weights use [-127, 127] -- what TensorRT requires ("zeroPt must be
+    all zeros").  Everything that is not INT8 is **FP16** (graph inputs and outputs stay FP32, as
+    in the FP16 artifact); only layers named on purpose stay FP32 (``keep_fp`` nodes,
+    ``keep_fp32_ops`` op types).  See "INT8 + FP16 for TensorRT" below.
 ``u8s8`` (``--target cpu``)
-    uint8 activations, per-channel int8 weights, on every op ONNX Runtime quantizes: the form its
-    fast CPU kernels take.
+    uint8 activations, per-channel int8 weights, on every op ONNX Runtime quantizes, everything
+    else FP32: the form its fast CPU kernels take.
 
 The stage is split so each part can run and be tested alone: :func:`prepare_for_quantization`
 (ORT's ``quant_pre_process``), :func:`calibrate` (streams batches through ORT's calibrator and
 writes the tensor ranges to a JSON cache), :func:`quantize_int8` (quantizes from that cache, so
-re-quantizing with other layers kept in FP32 needs no second calibration).
+re-quantizing with other layers kept in FP32 needs no second calibration; for ``s8s8`` it then
+applies :func:`to_fp16_qdq`).
+
+INT8 + FP16 for TensorRT
+    Under strong typing (TensorRT 10.x with ``STRONGLY_TYPED``, always in 11.x) a layer runs in the
+    type of its tensors, so an ``s8s8`` graph whose non-quantized layers are FP32 runs LayerNorm,
+    GELU, the residual Adds and the transposes of the ConvNeXt branch in FP32.  NVIDIA ModelOpt's
+    ONNX PTQ (``high_precision_dtype="fp16"``, its default) therefore converts the quantized graph
+    to FP16 and raises the opset to 19, the first whose QuantizeLinear / DequantizeLinear take
+    FP16 inputs and FP16 scales (nvidia-modelopt 0.47: ``modelopt/onnx/utils.py``
+    ``BASE_MIN_OPSET = 19``, ``autocast/convert.py`` ``convert_to_f16``, and
+    ``fold_dq_fp32_to_fp16_casts``, which removes ``DQ -> Cast(FP16)`` so that each DQ output
+    already has its consumer's type).  :func:`to_fp16_qdq` does the same: opset 19, FP16 scales,
+    DQ outputs typed like their consumers, int8 zero points untouched, no casts between a DQ and
+    the layer it feeds.  The alternative, FP32 scales at opset 17 with ``Cast`` nodes around every
+    Q/DQ pair, leaves ``DQ -> Cast -> Conv`` chains that ModelOpt removes on purpose because the
+    DQ no longer feeds the layer it is meant to quantize.
+
+    TensorRT 8.6 (JetPack 6.0) cannot read FP16 scales: its ONNX parser reads every Q/DQ scale as
+    float32 (``static_cast<float const*>(scale.values)`` in ``QuantDequantLinearHelper``,
+    onnx/onnx-tensorrt tag 8.6-GA ``builtin_op_importers.cpp``); FP16 scales are accepted from the
+    9.0 parser on (``inputs.at(1).isFp16()``).  8.6 is weakly typed anyway (precision comes from
+    the builder flags, ``INT8`` + ``FP16``), so the one artifact stays one file and the 8.6 build
+    parses :func:`weakly_typed_qdq` of it: the same graph with every FP16 tensor widened to FP32,
+    at opset 17, which is the graph this module wrote before FP16 was added.
 
 Bounded calibration memory: ORT's ``CalibMaxIntermediateOutputs`` option clears the collected
 outputs *without* merging them in the onnxruntime releases we use (microsoft/onnxruntime#18893;
@@ -43,6 +70,10 @@ log = logging.getLogger(__name__)
 
 #: TensorRT's Q/DQ placement: quantize the inputs of the weighted ops
 TENSORRT_OP_TYPES = ("Conv", "Gemm", "MatMul")
+#: the first opset whose QuantizeLinear / DequantizeLinear take FP16 inputs and scales
+FP16_QDQ_OPSET = 19
+#: the opset of the weakly typed form that TensorRT 8.6's parser reads (it supports opsets <= 17)
+WEAKLY_TYPED_OPSET = 17
 #: batch size fed to the calibrator: MinMax keeps only per-tensor min/max of a batch, the histogram
 #: methods keep every activation of it until merged, so they get smaller batches
 CALIB_BATCH = {"minmax": 8, "entropy": 2, "percentile": 2}
@@ -56,6 +87,7 @@ class Flavour:
     op_types: tuple[str, ...] | None  # None = every op ORT can quantize
     extra_options: tuple[tuple[str, object], ...]
     symmetric_int8: bool  # all zero points must be int8 zeros
+    high_precision: str = "fp32"  # what the layers that are not INT8 compute in: "fp16" | "fp32"
 
 
 FLAVOURS = {
@@ -64,7 +96,7 @@ FLAVOURS = {
         (("ActivationSymmetric", True), ("WeightSymmetric", True), ("QuantizeBias", False),
          # TensorRT's placement guidance: quantize the inputs of weighted ops, not their outputs
          ("OpTypesToExcludeOutputQuantization", TENSORRT_OP_TYPES)),
-        symmetric_int8=True,
+        symmetric_int8=True, high_precision="fp16",
     ),
     "u8s8": Flavour("u8s8", "QUInt8", "QInt8", None, (("WeightSymmetric", True),), symmetric_int8=False),
 }
@@ -248,12 +280,17 @@ def quantize_int8(
     method: str = "minmax",
     keep_fp: Sequence[str] = (),
     metadata_from: str | os.PathLike | None = None,
+    high_precision: str | None = None,
+    keep_fp32_ops: Sequence[str] = (),
 ) -> Path:
     """Quantize the pre-processed ``model`` to a Q/DQ ONNX using the calibration ``ranges`` file.
 
-    ``keep_fp`` are node names left in FP32.  ``metadata_from`` (an ONNX with corese-edge metadata,
-    normally ``model.onnx``) sets exactly the corese-edge metadata keys on the result.  For the
-    ``s8s8`` flavour the result is checked: every zero point an int8 zero.
+    ``keep_fp`` are node names left unquantized and in FP32.  ``high_precision`` is what every
+    other non-INT8 layer computes in: ``"fp16"`` (:func:`to_fp16_qdq`, opset 19, FP32 graph I/O)
+    or ``"fp32"``; None takes the flavour's (``s8s8``: fp16, ``u8s8``: fp32).  ``keep_fp32_ops``
+    are op types kept in FP32 in an FP16 graph.  ``metadata_from`` (an ONNX with corese-edge
+    metadata, normally ``model.onnx``) sets exactly the corese-edge metadata keys on the result.
+    For the ``s8s8`` flavour the result is checked: every zero point an int8 zero.
     """
     onnx = require("onnx", "export", "INT8 quantization")
     quant = require("onnxruntime.quantization", "export", "INT8 quantization")
@@ -263,6 +300,11 @@ def quantize_int8(
         raise UserError("this onnxruntime's quantize_static cannot read a calibration cache; "
                         "upgrade it: pip install -U 'corese-edge[export]' onnxruntime")
     fl = get_flavour(flavour)
+    high_precision = high_precision or fl.high_precision
+    if high_precision not in ("fp16", "fp32"):
+        raise UserError(f"high_precision must be fp16 or fp32, got {high_precision!r}")
+    if keep_fp32_ops and high_precision != "fp16":
+        raise UserError("keep_fp32_ops names op types kept in FP32 inside an FP16 graph; use high_precision='fp16'")
     out = Path(onnx_out)
     with atomic_path(out) as tmp, _quiet_quantizer():
         quant.quantize_static(
@@ -281,6 +323,8 @@ def quantize_int8(
             extra_options={k: (list(v) if isinstance(v, tuple) else v) for k, v in fl.extra_options},
         )
         proto = onnx.load(os.fspath(tmp))
+        if high_precision == "fp16":
+            proto = to_fp16_qdq(proto, keep_ops=keep_fp32_ops, keep_nodes=keep_fp)
         if metadata_from is not None:
             from corese_edge.export.onnx_fp32 import read_metadata, set_metadata
 
@@ -291,6 +335,107 @@ def quantize_int8(
                 raise RuntimeError(f"the s8s8 Q/DQ graph is not TensorRT-ready: {problems[0]} (+{len(problems) - 1} more)")
         onnx.save(proto, os.fspath(tmp))
     return out
+
+
+def to_fp16_qdq(model, keep_ops: Sequence[str] = (), keep_nodes: Sequence[str] = ()):
+    """A copy of the FP32 Q/DQ ``model`` in which everything that is not INT8 computes in FP16.
+
+    The opset becomes :data:`FP16_QDQ_OPSET` (19) so that QuantizeLinear / DequantizeLinear take
+    FP16 inputs and FP16 scales; each DequantizeLinear output then has the type of the layer it
+    feeds, as TensorRT's strong typing needs.  Zero points stay int8 zeros and weights stay int8
+    per channel.  Graph inputs and outputs stay FP32 (a Cast at each end, as in the FP16
+    artifact).  ``keep_ops`` (op types) and ``keep_nodes`` (node names) stay FP32, with casts at
+    their boundary.  Metadata is carried over.  Returns a new ModelProto.
+    """
+    onnx = require("onnx", "export", "INT8 quantization")
+    float16 = require("onnxconverter_common.float16", "export", "FP16 conversion")
+    import warnings
+
+    from corese_edge.export.fp16 import unshare_initializers
+
+    if not hasattr(model, "graph"):
+        model = onnx.load(os.fspath(model))
+    meta = [(p.key, p.value) for p in model.metadata_props]
+    opset = max((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), default=0)
+    model = onnx.version_converter.convert_version(model, FP16_QDQ_OPSET) if opset < FP16_QDQ_OPSET else model
+    block_ops = list(float16.DEFAULT_OP_BLOCK_LIST) + [op for op in keep_ops if op not in float16.DEFAULT_OP_BLOCK_LIST]
+    unshare_initializers(model, set(block_ops), set(keep_nodes))
+    with warnings.catch_warnings():
+        # "the float32 number 1e-09 will be truncated to 1e-07": expected for tiny weights; scales
+        # that small (below FP16's smallest subnormal, 6e-8) cannot occur for ranges TensorRT uses
+        warnings.simplefilter("ignore")
+        half = float16.convert_float_to_float16(model, keep_io_types=True, op_block_list=block_ops,
+                                                node_block_list=list(keep_nodes))
+    del half.metadata_props[:]
+    for key, value in meta:
+        half.metadata_props.add(key=key, value=value)
+    onnx.checker.check_model(half, full_check=True)
+    return half
+
+
+def weakly_typed_qdq(model):
+    """The form of an FP16 Q/DQ graph that TensorRT 8.6 parses: every FP16 tensor widened to FP32, opset 17.
+
+    8.6's ONNX parser reads Q/DQ scales as float32 and supports opsets up to 17 (module docstring);
+    it is weakly typed, so the builder's ``INT8`` + ``FP16`` flags, not the tensor types, let the
+    non-quantized layers run in FP16.  FP16 values widen to FP32 exactly, so the INT8 scales and
+    every weight are the artifact's own.  A graph without FP16 tensors is returned as a copy.
+    """
+    onnx = require("onnx", "export")
+    from onnx import TensorProto, numpy_helper
+
+    if not hasattr(model, "graph"):
+        model = onnx.load(os.fspath(model))
+    out = onnx.ModelProto()
+    out.CopyFrom(model)
+    graph = out.graph
+
+    def widen(t) -> None:
+        if t.data_type == TensorProto.FLOAT16:
+            t.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(t).astype(np.float32), t.name))
+
+    for t in graph.initializer:
+        widen(t)
+    for node in graph.node:
+        for a in node.attribute:
+            if a.name == "to" and node.op_type == "Cast" and a.i == TensorProto.FLOAT16:
+                a.i = TensorProto.FLOAT
+            if a.type == onnx.AttributeProto.TENSOR:
+                widen(a.t)
+    for vi in list(graph.value_info) + list(graph.input) + list(graph.output):
+        if vi.type.tensor_type.elem_type == TensorProto.FLOAT16:
+            vi.type.tensor_type.elem_type = TensorProto.FLOAT
+    # Casts that became FLOAT -> FLOAT are identities: drop them so the graph is today's FP32 graph
+    rename: dict[str, str] = {}
+    keep = []
+    outputs = {o.name for o in graph.output}
+    types = _float_types(out)
+    for node in graph.node:
+        node.input[:] = [rename.get(i, i) for i in node.input]
+        if (node.op_type == "Cast" and node.attribute[0].i == TensorProto.FLOAT
+                and types.get(node.input[0]) == TensorProto.FLOAT and node.output[0] not in outputs):
+            rename[node.output[0]] = node.input[0]
+            continue
+        keep.append(node)
+    del graph.node[:]
+    graph.node.extend(keep)
+    del graph.value_info[:]  # stale after the widening; TensorRT infers shapes itself
+    opset = max((o.version for o in out.opset_import if o.domain in ("", "ai.onnx")), default=0)
+    if opset > WEAKLY_TYPED_OPSET:
+        out = onnx.version_converter.convert_version(out, WEAKLY_TYPED_OPSET)
+        out.metadata_props.extend([p for p in model.metadata_props if p.key not in {q.key for q in out.metadata_props}])
+    onnx.checker.check_model(out, full_check=True)
+    return out
+
+
+def _float_types(model) -> dict[str, int]:
+    """Element type of every tensor in ``model`` that ONNX type inference can name."""
+    onnx = require("onnx", "export")
+    inferred = onnx.shape_inference.infer_shapes(model)
+    types = {t.name: t.data_type for t in inferred.graph.initializer}
+    for vi in list(inferred.graph.value_info) + list(inferred.graph.input) + list(inferred.graph.output):
+        types[vi.name] = vi.type.tensor_type.elem_type
+    return types
 
 
 # ----------------------------------------------------------------------------------- checks

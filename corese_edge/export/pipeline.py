@@ -1,13 +1,22 @@
 """``corese-edge export``: checkpoint -> ONNX FP32 -> FP16 / INT8 Q/DQ -> drift report -> TensorRT engine.
 
-:func:`run_export` takes one resolved :class:`ExportConfig` and calls the stages in order; each
-stage is a function of its own module that reads and writes files (``onnx_fp32``, ``fp16``,
-``int8`` / ``modelopt``, ``drift``, ``tensorrt``).  :func:`make_export_config` applies a profile
+:func:`run_export` takes one resolved :class:`ExportConfig` and runs the stages over one
+:class:`ExportState`.  Each stage is a public function that can be called and tested alone, in
+this order: :func:`prepare_export` (inputs, early checks), :func:`stage_fp32` (ONNX + parity),
+:func:`stage_fp16`, :func:`stage_int8`, :func:`stage_embed`, :func:`stage_drift` (drift report
+and precision census), :func:`stage_engine`, :func:`stage_write` (export.json, reports, table).
+The work of each lives in its own module (``onnx_fp32``, ``fp16``, ``int8`` / ``modelopt``,
+``drift``, ``census``, ``tensorrt``).  :func:`make_export_config` applies a profile
 (``export/NAME.yaml``) under explicit options, exactly as the CLI does::
 
     from corese_edge.export import make_export_config, run_export
     result = run_export(make_export_config(profile="desktop-int8", checkpoint="runs/x/swa_final.pt"))
     print(result.table)
+
+    # or stage by stage
+    from corese_edge.export.pipeline import prepare_export, stage_fp32, stage_int8
+    state = prepare_export(make_export_config(checkpoint="runs/x/swa_final.pt", int8=True))
+    stage_fp32(state); stage_int8(state); state.close()
 
 Images: the drift report runs on ``--val-split`` (test by default; nothing is chosen on it).
 Every choice the export makes (FP16 ops kept in FP32, ``--auto-keep`` layers) is made on the
@@ -267,30 +276,103 @@ def _size(path: Path) -> str:
 # ----------------------------------------------------------------------------------- pipeline
 
 
-def run_export(cfg: ExportConfig, echo: Callable[[str], None] | None = None) -> ExportResult:
-    """Run every export stage for ``cfg``; return what was written.
+@dataclass
+class ExportState:
+    """Everything one export run has read, made and decided; every stage reads and extends it.
 
-    Raises :class:`~corese_edge.export.drift.DriftGateFailed` (files kept, report marked failed)
-    when an artifact drops more than ``cfg.max_drift`` pp, and
-    :class:`~corese_edge.export.tensorrt.EngineUnavailable` when ``cfg.engine`` is True and no
-    engine can be built here.  ``echo`` receives the closing table and notes (default: the log).
+    :func:`prepare_export` fills the inputs (checkpoint, data, output folder, calibration images);
+    the stages then add, in order: ``artifacts`` (drift-report name -> file), ``details`` (the
+    sections of export.json they own), ``notes`` (one line per thing the user should know),
+    ``kept`` (INT8 layers left in FP32), ``report`` (the drift report), ``engines``.  ``work`` is
+    a folder inside ``out`` for intermediate files, removed by :meth:`close`.
     """
-    from corese_edge.export import fp16 as fp16_stage
-    from corese_edge.export import tensorrt as trt_stage
-    from corese_edge.export.drift import DriftReport, summary_table
-    from corese_edge.export.embed import embed_preprocess
-    from corese_edge.export.evaluation import OnnxLogits, TorchLogits, collect_logits
-    from corese_edge.export.onnx_fp32 import export_onnx
-    from corese_edge.model.checkpoint import file_sha256, load_checkpoint
 
-    say = echo or log.info
-    target = cfg.target_spec
+    cfg: ExportConfig
+    resolved: ExportConfig
+    ckpt_path: Path
+    ckpt: Any  # corese_edge.model.checkpoint.Checkpoint
+    data: _Data
+    out: Path
+    work: Path
+    calib_paths: list[Path] = field(default_factory=list)
+    calib_info: dict[str, Any] = field(default_factory=dict)
+    engine_env: Any = None  # (tensorrt module, GpuInfo) when --engine demanded one and it exists
+    model: Any = None  # the PyTorch model (sample SE mode), built on first use
+    artifacts: dict[str, Path] = field(default_factory=dict)
+    details: dict[str, Any] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    kept: tuple[str, ...] = ()
+    labels: np.ndarray | None = None  # --val-split labels
+    evaluation_logits: dict[str, np.ndarray] = field(default_factory=dict)  # "reference", "onnx-fp32", ...
+    census: dict[str, dict[str, Any]] = field(default_factory=dict)  # ONNX artifact -> census dict
+    report: Any = None  # DriftReport
+    engines: dict[str, Any] = field(default_factory=dict)  # precision -> EngineBuild
+    _selection: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
+
+    @property
+    def target(self) -> T.Target:
+        return self.cfg.target_spec
+
+    @property
+    def prep(self):
+        return self.ckpt.preprocessing
+
+    def torch_model(self):
+        if self.model is None:
+            self.model = self.ckpt.build_model(se_mode="sample")
+        return self.model
+
+    def artifact(self, name: str, stage: str) -> Path:
+        """The file of artifact ``name``; a clear error when ``stage`` (which makes it) has not run."""
+        if name not in self.artifacts:
+            raise RuntimeError(f"{name} is missing: run {stage} first")
+        return self.artifacts[name]
+
+    def selection_images(self) -> tuple[np.ndarray, np.ndarray]:
+        """Up to 256 images of the validation split carved from train (where choices are made), and labels."""
+        if "x" not in self._selection:
+            from corese_edge.data.calibration import calibration_samples
+            from corese_edge.export.evaluation import OnnxLogits
+
+            chosen = calibration_samples(self.data.selection, SELECTION_IMAGES, self.cfg.seed) if self.data.selection else []
+            if not chosen:
+                raise DataError("no validation images carved from train to choose on; the train split is too small")
+            x, y = _load_images(chosen, self.prep)
+            self._selection.update(x=x, y=y, fp32=OnnxLogits(self.artifact("onnx-fp32", "stage_fp32"))(x))
+        return self._selection["x"], self._selection["y"]
+
+    def selection_reference(self) -> np.ndarray:
+        """The FP32 ONNX's logits on :meth:`selection_images`."""
+        self.selection_images()
+        return self._selection["fp32"]
+
+    def selection_drop(self, model, reference_arithmetic: bool = False) -> float:
+        """Accuracy drop (pp) of ``model`` (an ONNX path or proto) against the FP32 ONNX on the selection images."""
+        from corese_edge.export.evaluation import OnnxLogits
+
+        x, y = self.selection_images()
+        logits = OnnxLogits(model, reference_arithmetic)(x)
+        return 100.0 * float(np.mean(self.selection_reference().argmax(1) == y) - np.mean(logits.argmax(1) == y))
+
+    def close(self) -> None:
+        """Remove the work folder (intermediate models, calibration ranges)."""
+        shutil.rmtree(self.work, ignore_errors=True)
+
+
+def prepare_export(cfg: ExportConfig) -> ExportState:
+    """Resolve the checkpoint, data and output folder of ``cfg``; check what can be checked before any work.
+
+    Raises the user errors of a bad checkpoint or dataset, of calibration images that include test
+    images, and :class:`~corese_edge.export.tensorrt.EngineUnavailable` when ``cfg.engine`` is True
+    and no engine can be built here (so nothing is written first).
+    """
+    from corese_edge.export import tensorrt as trt_stage
+    from corese_edge.model.checkpoint import load_checkpoint
+
     ckpt_path = Path(cfg.checkpoint) if cfg.checkpoint else newest_checkpoint()
     ckpt = load_checkpoint(ckpt_path)
     data = _load_data(cfg, ckpt)
     out = Path(cfg.out) if cfg.out else ckpt_path.parent / "export"
-    out.mkdir(parents=True, exist_ok=True)
-    resolved = dataclasses.replace(cfg, checkpoint=os.fspath(ckpt_path), data=data.root, out=os.fspath(out))
     calib_paths, calib_info = _calibration_paths(cfg, data) if cfg.int8 else ([], {})
     engine_env = None
     if cfg.engine:  # demanded: say so now, not after minutes of quantization and validation
@@ -303,128 +385,171 @@ def run_export(cfg: ExportConfig, echo: Callable[[str], None] | None = None) -> 
                 for p in T.engine_precisions(cfg.fp16, cfg.int8))
             raise trt_stage.EngineUnavailable(
                 f"--engine: {exc}; export without --engine here, then on the target device run: {commands}") from None
-    prep = ckpt.preprocessing
-    model = ckpt.build_model(se_mode="sample")
-    torch_logits = TorchLogits(model)
-    artifacts: dict[str, Path] = {}
-    notes: list[str] = []
-    details: dict[str, Any] = {}
-    kept: tuple[str, ...] = ()
-    selection_cache: dict[str, Any] = {}
+    out.mkdir(parents=True, exist_ok=True)
+    resolved = dataclasses.replace(cfg, checkpoint=os.fspath(ckpt_path), data=data.root, out=os.fspath(out))
+    work = Path(tempfile.mkdtemp(prefix=".export-", dir=out))
+    return ExportState(cfg, resolved, ckpt_path, ckpt, data, out, work, calib_paths, calib_info, engine_env)
 
-    def selection_images() -> tuple[np.ndarray, np.ndarray]:
-        if "x" not in selection_cache:
-            from corese_edge.data.calibration import calibration_samples
 
-            chosen = calibration_samples(data.selection, SELECTION_IMAGES, cfg.seed) if data.selection else []
-            if not chosen:
-                raise DataError("no validation images carved from train to choose on; the train split is too small")
-            selection_cache["x"], selection_cache["y"] = _load_images(chosen, prep)
-            selection_cache["fp32"] = OnnxLogits(artifacts["onnx-fp32"])(selection_cache["x"])
-        return selection_cache["x"], selection_cache["y"]
+def stage_fp32(state: ExportState) -> None:
+    """ONNX FP32 (``model.onnx``), then one pass over the ``--val-split`` images for the PyTorch
+    reference and the FP32 ONNX; their first >= 64 images are the parity check (:class:`ParityError`)."""
+    from corese_edge.export.evaluation import OnnxLogits, TorchLogits, collect_logits
+    from corese_edge.export.onnx_fp32 import export_onnx
 
-    def selection_drop(logits: np.ndarray) -> float:
-        x, y = selection_images()
-        ref = selection_cache["fp32"]
-        return 100.0 * float(np.mean(ref.argmax(1) == y) - np.mean(logits.argmax(1) == y))
+    cfg, model = state.cfg, state.torch_model()
+    torch_fn = TorchLogits(model)
+    fp32_path = export_onnx(state.ckpt, state.out / T.onnx_artifact("fp32").filename, cfg.opset, model=model)
+    state.artifacts["onnx-fp32"] = fp32_path
+    fp32_fn = OnnxLogits(fp32_path)
+    state.labels, state.evaluation_logits = collect_logits(
+        state.data.evaluation, state.prep, {"reference": torch_fn, "onnx-fp32": fp32_fn},
+        progress=cfg.progress, desc=f"reference on {cfg.val_split}")
+    state.details["parity"] = _check_parity(state.evaluation_logits, torch_fn, fp32_fn, state.data, state.prep)
 
-    with tempfile.TemporaryDirectory(prefix=".export-", dir=out) as work_dir:
-        work = Path(work_dir)
 
-        # 1. ONNX FP32, then one pass over the evaluation images for the PyTorch reference and the
-        #    FP32 ONNX (its first >= 64 images are the parity check)
-        fp32_path = export_onnx(ckpt, out / T.onnx_artifact("fp32").filename, cfg.opset, model=model)
-        artifacts["onnx-fp32"] = fp32_path
-        fp32_fn = OnnxLogits(fp32_path)
-        labels, first = collect_logits(data.evaluation, prep, {"reference": torch_logits, "onnx-fp32": fp32_fn},
-                                       progress=cfg.progress, desc=f"reference on {cfg.val_split}")
-        details["parity"] = _check_parity(first, torch_logits, fp32_fn, data, prep)
+def stage_fp16(state: ExportState) -> None:
+    """FP16 ONNX with FP32 I/O (``model.fp16.onnx``); when it drifts past ``--max-drift`` on the
+    selection split, :data:`fp16.SENSITIVE_FP16_OPS` stay FP32 if that lowers the drop."""
+    from corese_edge.export import fp16 as fp16_stage
 
-        # 2. FP16
-        if cfg.fp16:
-            fp16_path = fp16_stage.convert_fp16(fp32_path, out / T.onnx_artifact("fp16").filename)
-            kept_ops: tuple[str, ...] = ()
-            drop = selection_drop(OnnxLogits(fp16_path)(selection_images()[0]))
-            if drop > cfg.max_drift:
-                trial = fp16_stage.convert_fp16(fp32_path, work / "fp16-keep.onnx", fp16_stage.SENSITIVE_FP16_OPS)
-                trial_drop = selection_drop(OnnxLogits(trial)(selection_images()[0]))
-                if trial_drop < drop:
-                    shutil.move(os.fspath(trial), os.fspath(fp16_path))
-                    kept_ops = fp16_stage.SENSITIVE_FP16_OPS
-                    notes.append(f"FP16 dropped {drop:.2f} pp on the validation split carved from train; "
-                                 f"{', '.join(kept_ops)} kept in FP32 ({trial_drop:.2f} pp)")
-            artifacts["onnx-fp16"] = fp16_path
-            details["fp16"] = {"keep_fp32_ops": list(kept_ops)}
+    fp32_path = state.artifact("onnx-fp32", "stage_fp32")
+    fp16_path = fp16_stage.convert_fp16(fp32_path, state.out / T.onnx_artifact("fp16").filename)
+    kept_ops: tuple[str, ...] = ()
+    drop = state.selection_drop(fp16_path)
+    if drop > state.cfg.max_drift:
+        trial = fp16_stage.convert_fp16(fp32_path, state.work / "fp16-keep.onnx", fp16_stage.SENSITIVE_FP16_OPS)
+        trial_drop = state.selection_drop(trial)
+        if trial_drop < drop:
+            shutil.move(os.fspath(trial), os.fspath(fp16_path))
+            kept_ops = fp16_stage.SENSITIVE_FP16_OPS
+            state.notes.append(f"FP16 dropped {drop:.2f} pp on the validation split carved from train; "
+                               f"{', '.join(kept_ops)} kept in FP32 ({trial_drop:.2f} pp)")
+    state.artifacts["onnx-fp16"] = fp16_path
+    state.details["fp16"] = {"keep_fp32_ops": list(kept_ops)}
 
-        # 3. INT8
-        if cfg.int8:
-            details["calibration"] = {**calib_info, "method": cfg.calib_method, "quantizer": cfg.quantizer,
-                                      "flavour": target.int8_flavour}
-            int8_path = out / T.onnx_artifact("int8").filename
-            if cfg.quantizer == "modelopt":
-                from corese_edge.data.calibration import CalibrationBatches
-                from corese_edge.export.int8 import match_nodes
-                from corese_edge.export.modelopt import quantize_modelopt
 
-                pre_names = _node_names(fp32_path)
-                kept = match_nodes(cfg.keep_fp, pre_names) if cfg.keep_fp else ()
-                quantize_modelopt(fp32_path, int8_path, CalibrationBatches(calib_paths, prep, 8), cfg.calib_method, kept)
-            else:
-                kept = _quantize_ort(cfg, target, fp32_path, int8_path, work, calib_paths, prep, notes, details,
-                                     selection_images, selection_drop, selection_cache)
-            artifacts["onnx-int8"] = int8_path
+def stage_int8(state: ExportState) -> None:
+    """INT8 Q/DQ ONNX (``model.int8.onnx``) calibrated on the train split, with ONNX Runtime's
+    quantizer or ModelOpt.  For ``--target tensorrt`` everything that is not INT8 is FP16
+    (:func:`int8.to_fp16_qdq`); FP32 stays only where named: ``--keep-fp``, ``--auto-keep``, or
+    :data:`fp16.SENSITIVE_FP16_OPS` when the selection split shows they lower a drop over the limit.
+    Sets ``state.kept`` and export.json's ``calibration``, ``int8`` (and ``auto_keep``) sections."""
+    cfg, target = state.cfg, state.target
+    fp32_path = state.artifact("onnx-fp32", "stage_fp32")
+    flavour = target.int8_flavour
+    from corese_edge.export.int8 import get_flavour
 
-        # 4. --embed-preprocess variants
-        if cfg.embed_preprocess:
-            for name in [n for n in ("onnx-fp32", "onnx-fp16", "onnx-int8") if n in artifacts]:
-                artifacts[f"{name}-preprocess"] = embed_preprocess(artifacts[name])
-            details["embed_preprocess"] = _check_embedded(artifacts, data, prep)
+    high_precision = get_flavour(flavour).high_precision
+    state.details["calibration"] = {**state.calib_info, "method": cfg.calib_method, "quantizer": cfg.quantizer,
+                                    "flavour": flavour}
+    int8_path = state.out / T.onnx_artifact("int8").filename
+    keep_ops: tuple[str, ...] = ()
+    if cfg.quantizer == "modelopt":
+        from corese_edge.data.calibration import CalibrationBatches
+        from corese_edge.export.int8 import match_nodes
+        from corese_edge.export.modelopt import quantize_modelopt
 
-    # 5. drift on --val-split, reference PyTorch FP32
+        state.kept = match_nodes(cfg.keep_fp, _node_names(fp32_path)) if cfg.keep_fp else ()
+        quantize_modelopt(fp32_path, int8_path, CalibrationBatches(state.calib_paths, state.prep, 8), cfg.calib_method,
+                          state.kept, high_precision_dtype=high_precision)
+    else:
+        keep_ops = _quantize_ort(state, int8_path)
+    state.artifacts["onnx-int8"] = int8_path
+    state.details["int8"] = {"high_precision": high_precision, "keep_fp32_ops": list(keep_ops),
+                             "keep_fp32_nodes": list(state.kept), "opset": _opset(int8_path)}
+
+
+def stage_embed(state: ExportState) -> None:
+    """``--embed-preprocess``: a uint8-frames variant of every ONNX artifact, checked against FP32."""
+    from corese_edge.export.embed import embed_preprocess
+
+    state.artifact("onnx-fp32", "stage_fp32")
+    for name in [n for n in ("onnx-fp32", "onnx-fp16", "onnx-int8") if n in state.artifacts]:
+        state.artifacts[f"{name}-preprocess"] = embed_preprocess(state.artifacts[name])
+    state.details["embed_preprocess"] = _check_embedded(state.artifacts, state.data, state.prep)
+
+
+def stage_drift(state: ExportState) -> None:
+    """Drift of every ONNX artifact against PyTorch FP32 on ``--val-split`` (``state.report``), and
+    the precision census of every ONNX artifact (``state.census``, also in the report's entries).
+    The INT8 graph of ``--target tensorrt`` runs with reference Q/DQ arithmetic
+    (:func:`evaluation.ort_session`), as TensorRT computes it."""
+    from corese_edge.export.drift import DriftReport
+    from corese_edge.export.evaluation import OnnxLogits, collect_logits
+
+    cfg, target, artifacts = state.cfg, state.target, state.artifacts
+    if state.labels is None:
+        raise RuntimeError("the reference logits are missing: run stage_fp32 first")
+    state.census = {name: _census(path) for name, path in artifacts.items() if path.suffix == ".onnx"}
     fns: dict[str, Callable] = {}
     for name in ("onnx-fp16", "onnx-int8"):
         if name in artifacts:
-            reference_arithmetic = name == "onnx-int8" and target.int8_reference_arithmetic and cfg.quantizer == "ort"
+            reference_arithmetic = name == "onnx-int8" and target.int8_reference_arithmetic
             fns[name] = OnnxLogits(artifacts[name], reference_arithmetic=reference_arithmetic)
-    logits = {"onnx-fp32": first["onnx-fp32"]}
+    logits = {"onnx-fp32": state.evaluation_logits["onnx-fp32"]}
     if fns:
-        logits.update(collect_logits(data.evaluation, prep, fns, progress=cfg.progress,
+        logits.update(collect_logits(state.data.evaluation, state.prep, fns, progress=cfg.progress,
                                      desc=f"validating on {cfg.val_split}")[1])
-    report = DriftReport(data.class_names, labels, first["reference"], cfg.max_drift, split=cfg.val_split)
+    report = DriftReport(state.data.class_names, state.labels, state.evaluation_logits["reference"], cfg.max_drift,
+                         split=cfg.val_split)
     for name, value in logits.items():
         extra: dict[str, Any] = {"file": artifacts[name].name}
         if name == "onnx-int8":
-            extra.update(flavour=target.int8_flavour, quantizer=cfg.quantizer, kept_fp=list(kept),
+            int8 = state.details["int8"]
+            extra.update(flavour=target.int8_flavour, quantizer=cfg.quantizer, kept_fp=list(state.kept),
+                         high_precision=int8["high_precision"], keep_fp32_ops=int8["keep_fp32_ops"],
                          ort_graph_optimizations="disabled" if fns[name].reference_arithmetic else "all")
         if name == "onnx-fp16":
-            extra.update(keep_fp32_ops=details["fp16"]["keep_fp32_ops"])
+            extra.update(keep_fp32_ops=state.details["fp16"]["keep_fp32_ops"])
+        if name in state.census:
+            extra.update(census=state.census[name])
         report.add(name, value, **extra)
+    state.report = report
 
-    # 6. TensorRT engines
-    engines: dict[str, Any] = {}
-    if target.engines and cfg.engine is not False:
-        precisions = T.engine_precisions(cfg.fp16, cfg.int8)
-        try:
-            trt, gpu = engine_env or trt_stage.engine_environment()
-        except trt_stage.EngineUnavailable as exc:
-            commands = [trt_stage.build_engine_command(artifacts[f"onnx-{p}"], out / T.engine_artifact(p).filename,
-                                                       cfg.min_batch, cfg.opt_batch, cfg.max_batch) for p in precisions]
-            notes.append(f"engine not built: {exc}; on the target device run: {' && '.join(commands)}")
-        else:
-            if not report.passed:
-                notes.append("engines not built: the ONNX artifacts failed the drift gate")
-            else:
-                for p in precisions:
-                    built = trt_stage.build_engine(
-                        artifacts[f"onnx-{p}"], out / T.engine_artifact(p).filename, cfg.min_batch, cfg.opt_batch,
-                        cfg.max_batch, cfg.workspace_gb, trt=trt, gpu=gpu)
-                    engines[p] = built
-                    artifacts[f"trt-{p}"] = built.plan
-                    _engine_drift(report, built, p, cfg, data, prep, notes)
 
-    # 7. reports, export.json, closing table
-    report.notes[:] = notes
-    report.write(out)
+def stage_engine(state: ExportState) -> None:
+    """TensorRT engines (``model.<precision>.plan`` + sidecar) when TensorRT and a GPU are here and
+    the ONNX artifacts passed the drift gate; otherwise a note with the ``build-engine`` commands."""
+    from corese_edge.export import tensorrt as trt_stage
+
+    cfg, out = state.cfg, state.out
+    if not state.target.engines or cfg.engine is False:
+        return
+    if state.report is None:
+        raise RuntimeError("the drift report is missing: run stage_drift first")
+    precisions = T.engine_precisions(cfg.fp16, cfg.int8)
+    try:
+        trt, gpu = state.engine_env or trt_stage.engine_environment()
+    except trt_stage.EngineUnavailable as exc:
+        commands = [trt_stage.build_engine_command(state.artifacts[f"onnx-{p}"], out / T.engine_artifact(p).filename,
+                                                   cfg.min_batch, cfg.opt_batch, cfg.max_batch) for p in precisions]
+        state.notes.append(f"engine not built: {exc}; on the target device run: {' && '.join(commands)}")
+        return
+    if not state.report.passed:
+        state.notes.append("engines not built: the ONNX artifacts failed the drift gate")
+        return
+    for p in precisions:
+        built = trt_stage.build_engine(
+            state.artifacts[f"onnx-{p}"], out / T.engine_artifact(p).filename, cfg.min_batch, cfg.opt_batch,
+            cfg.max_batch, cfg.workspace_gb, trt=trt, gpu=gpu)
+        state.engines[p] = built
+        state.artifacts[f"trt-{p}"] = built.plan
+        _engine_drift(state.report, built, p, cfg, state.data, state.prep, state.notes)
+
+
+def stage_write(state: ExportState, echo: Callable[[str], None] | None = None) -> ExportResult:
+    """drift_report.{json,md,png}, export.json and the closing table (to ``echo``, default the log).
+    Does not raise on a failed gate; :func:`run_export` does, after this."""
+    from corese_edge.export.drift import summary_table
+    from corese_edge.model.checkpoint import file_sha256
+
+    say = echo or log.info
+    cfg, report, artifacts, engines = state.cfg, state.report, state.artifacts, state.engines
+    if report is None:
+        raise RuntimeError("the drift report is missing: run stage_drift first")
+    report.notes[:] = state.notes
+    report.write(state.out)
     rows = []
     for name, path in artifacts.items():
         entry = report.artifacts.get(name)
@@ -432,31 +557,71 @@ def run_export(cfg: ExportConfig, echo: Callable[[str], None] | None = None) -> 
         drop = f"{entry['accuracy_drop_pp']:+.2f} pp" + ("" if entry["passed"] else " FAIL") if entry else "-"
         rows.append((name, _size(path), acc, drop))
     table = summary_table(rows)
+    ckpt, data = state.ckpt, state.data
     record = {
         "schema": EXPORT_SCHEMA,
-        "config": config_to_dict(resolved),
+        "config": config_to_dict(state.resolved),
         "versions": _tool_versions() | ({"tensorrt": engines[next(iter(engines))].info["trt_version"]} if engines else {}),
         "platform": {"system": platform.platform(), "machine": platform.machine(), "python": sys.version.split()[0]},
-        "checkpoint": {"path": os.fspath(ckpt_path), "sha256": file_sha256(ckpt_path), "model": ckpt.variant,
-                       "class_names": list(ckpt.class_names), "preprocessing": prep.to_dict()},
+        "checkpoint": {"path": os.fspath(state.ckpt_path), "sha256": file_sha256(state.ckpt_path), "model": ckpt.variant,
+                       "class_names": list(ckpt.class_names), "preprocessing": state.prep.to_dict()},
         "dataset": {"root": data.root, "layout": data.layout, "evaluation_split": cfg.val_split,
                     "evaluation_images": len(data.evaluation)},
-        "target": dataclasses.asdict(target),
+        "target": dataclasses.asdict(state.target),
         "artifacts": {name: {"file": path.name, "bytes": path.stat().st_size, "sha256": file_sha256(path)}
                       for name, path in artifacts.items()},
-        "kept_fp": list(kept),
+        "kept_fp": list(state.kept),
         "drift": {"passed": report.passed, "failed": report.failed, "max_drift_pp": cfg.max_drift},
         "engines": {p: {"plan": e.plan.name, "sidecar": e.sidecar.name} for p, e in engines.items()},
-        "notes": notes,
-        **details,
+        "census": state.census,
+        "notes": state.notes,
+        **state.details,
     }
-    write_json(out / "export.json", record)
+    write_json(state.out / "export.json", record)
     say(table)
-    for note in notes:
+    for note in state.notes:
         say(note)
-    result = ExportResult(out, resolved, artifacts, report, engines, notes, kept, table)
-    report.check()
+    return ExportResult(state.out, state.resolved, artifacts, report, engines, state.notes, state.kept, table)
+
+
+def run_export(cfg: ExportConfig, echo: Callable[[str], None] | None = None) -> ExportResult:
+    """Run every export stage for ``cfg``; return what was written.
+
+    Raises :class:`~corese_edge.export.drift.DriftGateFailed` (files kept, report marked failed)
+    when an artifact drops more than ``cfg.max_drift`` pp, and
+    :class:`~corese_edge.export.tensorrt.EngineUnavailable` when ``cfg.engine`` is True and no
+    engine can be built here.  ``echo`` receives the closing table and notes (default: the log).
+    """
+    state = prepare_export(cfg)
+    try:
+        stage_fp32(state)
+        if cfg.fp16:
+            stage_fp16(state)
+        if cfg.int8:
+            stage_int8(state)
+        if cfg.embed_preprocess:
+            stage_embed(state)
+    finally:
+        state.close()  # intermediates go before the (long) validation
+    stage_drift(state)
+    stage_engine(state)
+    result = stage_write(state, echo)
+    state.report.check()
     return result
+
+
+def _opset(path: Path) -> int:
+    import onnx
+
+    return max((o.version for o in onnx.load(os.fspath(path), load_external_data=False).opset_import
+                if o.domain in ("", "ai.onnx")), default=0)
+
+
+def _census(path: Path) -> dict[str, Any]:
+    """The precision census of an ONNX artifact as export.json and the drift report carry it."""
+    from corese_edge.export.census import precision_census
+
+    return precision_census(path).to_dict()
 
 
 def _node_names(path: Path) -> list[str]:
@@ -517,59 +682,78 @@ def _check_embedded(artifacts: dict[str, Path], data: _Data, prep) -> dict[str, 
     return {"images": len(samples), "max_abs_logit_diff_vs_fp32": diff}
 
 
-def _quantize_ort(cfg, target, fp32_path, int8_path, work, calib_paths, prep, notes, details,
-                  selection_images, selection_drop, selection_cache) -> tuple[str, ...]:
+def _quantize_ort(state: ExportState, int8_path: Path) -> tuple[str, ...]:
+    """ONNX Runtime's quantizer: calibrate once, quantize with ``--keep-fp``; for an FP16 graph,
+    keep :data:`fp16.SENSITIVE_FP16_OPS` in FP32 when the selection split shows a drop over the
+    limit that they lower; then ``--auto-keep``.  Sets ``state.kept``; returns the op types kept in FP32."""
     from corese_edge.data.calibration import CalibrationBatches
     from corese_edge.export import int8 as int8_stage
     from corese_edge.export.evaluation import OnnxLogits
+    from corese_edge.export.fp16 import SENSITIVE_FP16_OPS
 
     import onnx
 
-    flavour = target.int8_flavour
+    cfg, work, fp32_path = state.cfg, state.work, state.artifacts["onnx-fp32"]
+    flavour = int8_stage.get_flavour(state.target.int8_flavour)
+    ref_arith = state.target.int8_reference_arithmetic
     pre = int8_stage.prepare_for_quantization(fp32_path, work / "pre.onnx")
     reader = int8_stage.StreamingCalibrationReader(
-        CalibrationBatches(calib_paths, prep, int8_stage.CALIB_BATCH[cfg.calib_method]), progress=cfg.progress)
-    ranges = int8_stage.calibrate(pre, reader, work / "ranges.json", cfg.calib_method, flavour)
-    names = _node_names(pre)
-    user_keep = int8_stage.match_nodes(cfg.keep_fp, names) if cfg.keep_fp else ()
+        CalibrationBatches(state.calib_paths, state.prep, int8_stage.CALIB_BATCH[cfg.calib_method]),
+        progress=cfg.progress)
+    ranges = int8_stage.calibrate(pre, reader, work / "ranges.json", cfg.calib_method, flavour.name)
+    user_keep = int8_stage.match_nodes(cfg.keep_fp, _node_names(pre)) if cfg.keep_fp else ()
 
-    def quantize(keep: Sequence[str], dest: Path) -> Path:
-        return int8_stage.quantize_int8(pre, dest, ranges, flavour, cfg.calib_method, keep, metadata_from=fp32_path)
+    def quantize(keep: Sequence[str], keep_ops: Sequence[str], dest: Path, high_precision: str | None = None) -> Path:
+        return int8_stage.quantize_int8(pre, dest, ranges, flavour.name, cfg.calib_method, keep, metadata_from=fp32_path,
+                                        high_precision=high_precision, keep_fp32_ops=keep_ops)
 
-    quantize(user_keep, int8_path)
-    kept = tuple(user_keep)
-    if cfg.auto_keep:
-        ref_arith = target.int8_reference_arithmetic
-        x, _ = selection_images()
-        drop = selection_drop(OnnxLogits(int8_path, ref_arith)(x))
+    quantize(user_keep, (), int8_path)
+    kept, keep_ops = tuple(user_keep), ()
+    drop = None
+    if flavour.high_precision == "fp16":
+        drop = state.selection_drop(int8_path, ref_arith)
         if drop > cfg.max_drift:
-            qdq = onnx.load(os.fspath(int8_path))
+            trial_drop = state.selection_drop(quantize(kept, SENSITIVE_FP16_OPS, work / "int8-keep.onnx"), ref_arith)
+            if trial_drop < drop:
+                shutil.move(os.fspath(work / "int8-keep.onnx"), os.fspath(int8_path))
+                state.notes.append(f"INT8 dropped {drop:.2f} pp on the validation split carved from train; "
+                                   f"{', '.join(SENSITIVE_FP16_OPS)} kept in FP32 instead of FP16 ({trial_drop:.2f} pp)")
+                keep_ops, drop = SENSITIVE_FP16_OPS, trial_drop
+    if cfg.auto_keep:
+        x, _ = state.selection_images()
+        if drop is None:
+            drop = state.selection_drop(int8_path, ref_arith)
+        if drop > cfg.max_drift:
+            # the ranking rewires layers of an FP32 Q/DQ graph back to FP32 (int8.keep_in_float), so
+            # it ranks on the FP32 form; every trial below measures the artifact's own form
+            qdq = onnx.load(os.fspath(quantize(kept, (), work / "int8-rank.onnx", high_precision="fp32")))
             fp = onnx.load(os.fspath(pre))
             # only layers the quantizer itself quantizes can be excluded from it
-            quantizable = set(int8_stage.op_types_to_quantize(int8_stage.get_flavour(flavour)))
+            quantizable = set(int8_stage.op_types_to_quantize(flavour))
             op_of = {n.name: n.op_type for n in qdq.graph.node}
             candidates = [n for n in int8_stage.quantized_nodes(qdq) if n not in user_keep and op_of[n] in quantizable]
             xs = x[:SENSITIVITY_IMAGES]
-            ref = selection_cache["fp32"][:SENSITIVITY_IMAGES]
+            ref = state.selection_reference()[:SENSITIVITY_IMAGES]
             ranking = int8_stage.rank_sensitivity(
                 qdq, fp, candidates, lambda proto: OnnxLogits(proto, ref_arith)(xs), ref, progress=cfg.progress)
 
             def drop_of(extra: tuple[str, ...]) -> float:
-                trial = quantize(tuple(user_keep) + extra, work / "int8-trial.onnx")
-                return selection_drop(OnnxLogits(trial, ref_arith)(x))
+                return state.selection_drop(quantize(tuple(user_keep) + extra, keep_ops, work / "int8-trial.onnx"),
+                                            ref_arith)
 
             search = int8_stage.search_keep(ranking, drop_of, cfg.max_drift, drop)
             kept = tuple(user_keep) + search.kept
-            quantize(kept, int8_path)
-            details["auto_keep"] = search.to_dict()
-            notes.append(
+            quantize(kept, keep_ops, int8_path)
+            state.details["auto_keep"] = search.to_dict()
+            state.notes.append(
                 f"--auto-keep: INT8 dropped {drop:.2f} pp on the validation split carved from train; kept "
                 f"{len(search.kept)} layer(s) in FP32 -> {search.drop_pp_after:.2f} pp"
                 + ("" if search.reached else " (the limit was not reached)")
             )
         else:
-            details["auto_keep"] = {"kept": [], "drop_pp_before": drop, "drop_pp_after": drop, "reached_limit": True}
-    return kept
+            state.details["auto_keep"] = {"kept": [], "drop_pp_before": drop, "drop_pp_after": drop, "reached_limit": True}
+    state.kept = kept
+    return keep_ops
 
 
 def _engine_drift(report, built, precision: str, cfg: ExportConfig, data: _Data, prep, notes: list[str]) -> None:

@@ -3,17 +3,25 @@
 Precision lives in the ONNX graph (DESIGN decision 1), so one builder serves three TensorRT lines;
 only how the network is created and which flags are set differ:
 
-=====  ===============================  ==========================================
+=====  ===============================  =================================================================
 line   network creation                 precision
-=====  ===============================  ==========================================
-8.6    ``1 << EXPLICIT_BATCH``          ``BuilderFlag.FP16`` / ``INT8`` for FP16 / Q/DQ graphs
+=====  ===============================  =================================================================
+8.6    ``1 << EXPLICIT_BATCH``          ``BuilderFlag.FP16`` for FP16 graphs, ``INT8`` + ``FP16`` for Q/DQ
 10.x   ``1 << STRONGLY_TYPED``          from the graph; no precision flags
 11.x   ``0`` (always strongly typed)    from the graph; the precision flags no longer exist
-=====  ===============================  ==========================================
+=====  ===============================  =================================================================
 
 TensorRT below 8.6 (JetPack 5) is refused with a clear message.  The plan stays a plain TensorRT
 plan that ``trtexec`` loads; everything else (class names, preprocessing, precision, TensorRT
-version, GPU, profile shapes, I/O, the ONNX sha256) goes into the sidecar JSON.
+version, GPU, profile shapes, I/O, the ONNX sha256, the plan's size and sha256, the ONNX's
+precision census) goes into the sidecar JSON.
+
+Plan and sidecar are committed together or not at all: both are written to temporary files beside
+their targets, the plan is moved into place first and the sidecar last (the sidecar is the commit
+record).  If moving the sidecar fails the new plan is removed again.  A crash between the two moves
+leaves a plan whose bytes do not match the sidecar beside it (or no sidecar), which the runner's
+size/sha256 check (:func:`corese_edge.runtime.trt.check_plan_file`) refuses.  A failed build
+leaves any earlier plan and sidecar untouched.
 
 ``tensorrt`` is imported lazily; a missing one breaks only this stage.  The builder is written
 against NVIDIA's documented Python API (cited at each version branch) and checked by contract tests
@@ -23,16 +31,19 @@ corese-edge is developed.
 from __future__ import annotations
 
 import datetime as _dt
+import hashlib
+import json
 import logging
 import os
 import re
 import shlex
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from corese_edge.atomic import atomic_path, write_bytes, write_json
+from corese_edge.atomic import write_bytes
 from corese_edge.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -61,6 +72,19 @@ class TensorRTLine:
     network_flag: str | None  # NetworkDefinitionCreationFlag member set at create_network, if any
     precision_flags: bool  # set BuilderFlag.FP16 / INT8 to match the graph (weakly typed 8.6 only)
 
+    def builder_flags(self, precision: str) -> list[str]:
+        """The ``BuilderFlag`` members a graph of ``precision`` needs on this line (8.6 only).
+
+        On 8.6 a Q/DQ graph gets ``INT8`` *and* ``FP16``: with ``INT8`` alone the layers between
+        Q/DQ pairs (LayerNorm, GELU, residual Adds, ...) fall back to FP32, with ``FP16`` as well
+        they may run in FP16 (``kINT8``: "Enable Int8 layer selection, with FP32 fallback with FP16
+        fallback if kFP16 also specified", include/NvInfer.h, NVIDIA/TensorRT tag v8.6.1).
+        Strongly typed lines take every layer's precision from the graph and get no flags.
+        """
+        if not self.precision_flags:
+            return []
+        return {"fp16": ["FP16"], "int8": ["INT8", "FP16"]}.get(precision, [])
+
     @property
     def strongly_typed(self) -> bool:
         return self.name != "8.6"
@@ -84,8 +108,9 @@ def tensorrt_line(version: str) -> TensorRTLine:
         )
     if major == 8:
         # TensorRT 8.6 Python API: networks need NetworkDefinitionCreationFlag.EXPLICIT_BATCH, and
-        # Q/DQ or FP16 graphs build with BuilderFlag.INT8 / BuilderFlag.FP16 (weak typing); there
-        # is no STRONGLY_TYPED flag yet (it arrived in 9.1).
+        # Q/DQ or FP16 graphs build with BuilderFlag.INT8 (+ FP16) / BuilderFlag.FP16 (weak typing);
+        # there is no STRONGLY_TYPED flag yet (it arrived in 9.1; NetworkDefinitionCreationFlag in
+        # python/src/infer/pyCore.cpp at tags v8.6.1 and v9.1.0).
         # https://docs.nvidia.com/deeplearning/tensorrt/archives/tensorrt-861/api/python_api/infer/Core/Builder.html
         # https://docs.nvidia.com/deeplearning/tensorrt/archives/tensorrt-861/api/python_api/infer/Core/BuilderConfig.html
         return TensorRTLine("8.6", version, "EXPLICIT_BATCH", precision_flags=True)
@@ -97,11 +122,13 @@ def tensorrt_line(version: str) -> TensorRTLine:
         # TensorRT 10.x: EXPLICIT_BATCH is deprecated and ignored ("networks are always explicit
         # batch in TensorRT 10.0"); STRONGLY_TYPED takes each tensor's type from the graph, and
         # precision builder flags are not used with it (weak typing deprecated in 10.12).
+        # kEXPLICIT_BATCH TRT_DEPRECATED_ENUM = 0, kSTRONGLY_TYPED = 1: include/NvInfer.h, v10.0.1..v10.16.
         # https://docs.nvidia.com/deeplearning/tensorrt/archives/tensorrt-1030/api/python_api/infer/Core/Builder.html
         return TensorRTLine("10.x", version, "STRONGLY_TYPED", precision_flags=False)
     # TensorRT 11.x: strong typing is always on, STRONGLY_TYPED is deprecated and ignored,
     # EXPLICIT_BATCH is gone, and BuilderFlag.FP16/INT8, IBuilderConfig.int8_calibrator and
-    # Builder.platform_has_fast_fp16/int8 were removed.
+    # Builder.platform_has_fast_fp16/int8 were removed (the BuilderFlag binding at tags v11.0/v11.1
+    # and the real tensorrt_lean_bindings 11.4.0.106 have no FP16/INT8/BF16/FP8/INT4/FP4 members).
     # https://docs.nvidia.com/deeplearning/tensorrt/11.0.0/_static/python-api/infer/Core/Builder.html
     # https://docs.nvidia.com/deeplearning/tensorrt/latest/api/migration/tensorrt-10x-to-11x-python-api-reference.html
     return TensorRTLine("11.x", version, None, precision_flags=False)
@@ -114,6 +141,7 @@ def tensorrt_line(version: str) -> TensorRTLine:
 class GpuInfo:
     name: str
     compute_capability: str  # "8.7"
+    integrated: bool = False  # cudaDeviceProp.integrated: a Jetson (Tegra) GPU sharing memory with the CPU
 
 
 def _cudart() -> ModuleType | None:
@@ -143,15 +171,15 @@ def gpu_info() -> GpuInfo | None:
         if int(err) != 0:
             return None
         name = prop.name.split(b"\0", 1)[0].decode() if isinstance(prop.name, bytes) else str(prop.name)
-        return GpuInfo(name, f"{prop.major}.{prop.minor}")
+        return GpuInfo(name, f"{prop.major}.{prop.minor}", bool(getattr(prop, "integrated", 0)))
     try:
         import torch
     except ImportError:
         return None
     if not torch.cuda.is_available():
         return None
-    major, minor = torch.cuda.get_device_capability(0)
-    return GpuInfo(torch.cuda.get_device_name(0), f"{major}.{minor}")
+    prop = torch.cuda.get_device_properties(0)
+    return GpuInfo(prop.name, f"{prop.major}.{prop.minor}", bool(getattr(prop, "is_integrated", False)))
 
 
 def import_tensorrt() -> ModuleType:
@@ -245,34 +273,39 @@ def build_engine(
 ) -> EngineBuild:
     """Build a TensorRT plan from a corese-edge ONNX, with one optimization profile over the batch.
 
-    ``out`` defaults to ``model.<precision>.plan`` beside the ONNX.  ``timing_cache`` is read when
-    it exists and rewritten after the build.  ``hardware_compat`` ``"ampere+"`` makes the plan
-    portable across Ampere-and-newer GPUs (not on JetPack); ``version_compatible`` embeds the lean
-    runtime (8.6+).  ``trt`` and ``gpu`` default to the real ``tensorrt`` module and GPU (tests
-    pass fakes).  Writes the plan and ``<plan>.json`` atomically.
+    The profile's shapes are ``(min_batch, C, H, W)``, ``(opt_batch, ...)``, ``(max_batch, ...)``,
+    in that order.  ``out`` defaults to ``model.<precision>.plan`` beside the ONNX.
+    ``timing_cache`` is read when it exists and rewritten after the build; a cache from another
+    GPU or TensorRT version is set aside with a warning and the build starts from an empty one.
+    ``hardware_compat`` ``"ampere+"`` makes the plan portable across Ampere-and-newer discrete
+    GPUs (refused on Jetsons and pre-Ampere GPUs); ``version_compatible`` embeds the lean runtime
+    (8.6+).  ``trt`` and ``gpu`` default to the real ``tensorrt`` module and GPU (tests pass
+    fakes).  Writes the plan and ``<plan>.json`` together or neither (see the module doc).
     """
-    import onnx
-
     from corese_edge import __version__
-    from corese_edge.export.onnx_fp32 import read_metadata
-    from corese_edge.model.checkpoint import file_sha256
+    from corese_edge.metadata import ArtifactMetadata
 
     if not (1 <= min_batch <= opt_batch <= max_batch):
         raise UserError(f"batch profile must satisfy 1 <= min <= opt <= max, got {min_batch}/{opt_batch}/{max_batch}")
     if hardware_compat not in ("none", "ampere+"):
         raise UserError(f"--hardware-compat must be none or ampere+, got {hardware_compat!r}")
+    if not workspace_gb > 0:
+        raise UserError(f"--workspace-gb must be positive, got {workspace_gb}")
     onnx_path = Path(onnx_path)
-    if not onnx_path.is_file():
-        raise UserError(f"ONNX model not found: {onnx_path}")
-    meta = read_metadata(onnx_path)
-    proto = onnx.load(os.fspath(onnx_path))
+    proto = _load_onnx(onnx_path)
+    meta = ArtifactMetadata.from_props({p.key: p.value for p in proto.metadata_props}, source=str(onnx_path))
     precision = onnx_precision(proto)
     plan_path = Path(out) if out else default_plan_path(onnx_path, precision)
+    sidecar = sidecar_path(plan_path)
+    if sidecar.is_dir() or plan_path.is_dir():
+        raise UserError(f"cannot write the plan to {plan_path}: it or {sidecar.name} is a directory")
     if trt is None:
         trt, gpu = engine_environment()
     elif gpu is None:
         gpu = gpu_info()
     line = tensorrt_line(trt.__version__)
+    if hardware_compat != "none" and gpu is not None:
+        check_hardware_compat(hardware_compat, gpu)
 
     logger = trt.Logger(trt.Logger.WARNING)
     builder = trt.Builder(logger)
@@ -281,6 +314,8 @@ def build_engine(
         network_flags = 1 << int(getattr(trt.NetworkDefinitionCreationFlag, line.network_flag))
     network = builder.create_network(network_flags)
     parser = trt.OnnxParser(network, logger)
+    # parse() returns False on failure; the reasons are parser.get_error(i) for i < num_errors
+    # (python/docstrings/parsers/pyOnnxDoc.h, tags v8.6.1 and v11.0).
     if not parser.parse(onnx_path.read_bytes()):
         errors = [str(parser.get_error(i)) for i in range(parser.num_errors)]
         raise EngineBuildError(f"TensorRT {line.version} could not parse {onnx_path}: {'; '.join(errors) or 'unknown error'}")
@@ -297,13 +332,7 @@ def build_engine(
 
     config = builder.create_builder_config()
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace_gb * (1 << 30)))
-    builder_flags: list[str] = []
-    if line.precision_flags:
-        # 8.6 only (weak typing): the graph's precision must be enabled explicitly.
-        if precision == "fp16":
-            builder_flags.append("FP16")
-        elif precision == "int8":
-            builder_flags.append("INT8")
+    builder_flags = line.builder_flags(precision)
     if version_compatible:
         builder_flags.append("VERSION_COMPATIBLE")
     for flag in builder_flags:
@@ -314,20 +343,19 @@ def build_engine(
     profile.set_shape(inp.name, shapes["min"], shapes["opt"], shapes["max"])
     config.add_optimization_profile(profile)
     cache_path = Path(timing_cache) if timing_cache else None
-    cache_bytes = cache_path.read_bytes() if cache_path is not None and cache_path.is_file() else b""
-    cache = config.create_timing_cache(cache_bytes)
-    config.set_timing_cache(cache, ignore_mismatch=False)
+    cache_note = _attach_timing_cache(config, cache_path) if cache_path is not None else None
 
     log.info("building %s engine with TensorRT %s (%s) on %s", precision, line.version,
              "strongly typed" if line.strongly_typed else "weakly typed + flags", gpu.name if gpu else "?")
     plan = builder.build_serialized_network(network, config)
+    # None on failure: the binding returns the C++ nullptr as None (NVIDIA's own samples check
+    # "engine_bytes is None", samples/python/detectron2/build_engine.py at tag v11.0).
     if plan is None:
         raise EngineBuildError(f"TensorRT {line.version} failed to build {onnx_path} (see the TensorRT log above)")
-    with atomic_path(plan_path) as tmp:
-        with open(tmp, "wb") as fh:
-            fh.write(memoryview(plan))
-    if cache_path is not None:
-        write_bytes(cache_path, bytes(memoryview(config.get_timing_cache().serialize())))
+    plan_bytes = bytes(memoryview(plan))
+    if not plan_bytes:
+        raise EngineBuildError(f"TensorRT {line.version} returned an empty plan for {onnx_path}")
+    cache_bytes = _timing_cache_bytes(config) if cache_path is not None else None
 
     def io(t, mode: str) -> dict[str, Any]:
         import numpy as np
@@ -337,14 +365,15 @@ def build_engine(
     info = {
         "schema": PLAN_SCHEMA,
         "plan": plan_path.name,
-        "plan_size": plan_path.stat().st_size,
-        "plan_sha256": file_sha256(plan_path),
+        "plan_size": len(plan_bytes),
+        "plan_sha256": hashlib.sha256(plan_bytes).hexdigest(),
         "precision": precision,
         "trt_version": line.version,
         "tensorrt_line": line.name,
         "strongly_typed": line.strongly_typed,
         "gpu_name": gpu.name if gpu else None,
         "compute_capability": gpu.compute_capability if gpu else None,
+        "gpu_integrated": gpu.integrated if gpu else None,
         "profile": {inp.name: shapes},
         "inputs": [io(t, "input") for t in inputs],
         "outputs": [io(t, "output") for t in outputs],
@@ -353,7 +382,7 @@ def build_engine(
         "model": meta.model,
         "checkpoint_sha256": meta.checkpoint_sha256,
         "onnx": onnx_path.name,
-        "onnx_sha256": file_sha256(onnx_path),
+        "onnx_sha256": _sha256_file(onnx_path),
         "version_compatible": version_compatible,
         "hardware_compat": hardware_compat,
         "build": {
@@ -361,13 +390,187 @@ def build_engine(
             "builder_flags": builder_flags,
             "workspace_gb": workspace_gb,
             "timing_cache": os.fspath(cache_path) if cache_path else None,
+            "timing_cache_note": cache_note,
         },
+        "census": onnx_census(onnx_path),
         "corese_edge_version": __version__,
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
     }
-    sidecar = sidecar_path(plan_path)
-    write_json(sidecar, info)
+    commit_plan(plan_path, plan_bytes, info)
+    if cache_path is not None and cache_bytes is not None:
+        try:
+            write_bytes(cache_path, cache_bytes)
+        except OSError as exc:  # the engine is built and committed; a cache is only a speed-up
+            log.warning("could not update the timing cache %s (%s); the engine %s is fine", cache_path, exc, plan_path)
     return EngineBuild(plan_path, sidecar, info)
+
+
+def _sha256_file(path: Path) -> str:
+    # hashlib here rather than corese_edge.model's helper: that module imports torch, which a
+    # Jetson that only builds and runs engines need not have
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _load_onnx(onnx_path: Path):
+    """The ModelProto at ``onnx_path``; a missing or non-ONNX file is one :class:`UserError` line."""
+    import onnx
+
+    if not onnx_path.is_file():
+        raise UserError(f"ONNX model not found: {onnx_path}")
+    try:
+        return onnx.load(os.fspath(onnx_path))
+    except Exception as exc:  # protobuf's DecodeError and friends all mean "not an ONNX file"
+        raise UserError(
+            f"{onnx_path} is not an ONNX model ({type(exc).__name__}); build-engine takes the .onnx files "
+            "that corese-edge export writes"
+        ) from None
+
+
+def check_hardware_compat(level: str, gpu: GpuInfo) -> None:
+    """Refuse ``--hardware-compat`` where NVIDIA does not support it: integrated GPUs and pre-Ampere.
+
+    The TensorRT developer guide ("Hardware Compatibility", 8.6 onwards) says hardware
+    compatibility is supported only for Ampere and later architectures and not on JetPack or DRIVE
+    OS; ``kAMPERE_PLUS`` "is only supported for engines built on NVIDIA Ampere and later GPUs"
+    (include/NvInfer.h, tag v10.16).  Jetsons are recognised by ``cudaDeviceProp.integrated``.
+    """
+    if gpu.integrated:
+        raise UserError(
+            f"--hardware-compat {level} is not supported on {gpu.name}, an integrated (Jetson) GPU: NVIDIA "
+            "supports hardware-compatible engines only on discrete Ampere-or-newer GPUs, not on JetPack; "
+            "build without --hardware-compat on each Jetson"
+        )
+    if _cc_tuple(gpu.compute_capability) < (8, 0):
+        raise UserError(
+            f"--hardware-compat {level} needs an Ampere or newer GPU to build on; {gpu.name} has compute "
+            f"capability {gpu.compute_capability}: build without --hardware-compat"
+        )
+
+
+def _cc_tuple(cc: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(p) for p in str(cc).split("."))
+    except ValueError:
+        return (0,)
+
+
+def _attach_timing_cache(config, cache_path: Path) -> str | None:
+    """Attach the timing cache at ``cache_path`` (empty when missing) to ``config``.
+
+    Returns a note for the sidecar when the stored cache could not be used.  TensorRT checks a
+    cache's header against this device: ``set_timing_cache(cache, ignore_mismatch=False)`` returns
+    False when the CUDA device properties (or the TensorRT version) differ, and then no cache is
+    attached (python/docstrings/infer/pyCoreDoc.h, ``set_timing_cache`` / ``get_timing_cache``, tags
+    v8.6.1, v10.0.1, v10.16, v11.0).  Such a cache is never forced on with ``ignore_mismatch=True``
+    (NvInfer.h warns of "functional/performance bugs"); the build starts from an empty cache, which
+    then replaces the stale file.
+    """
+    try:
+        stored = cache_path.read_bytes() if cache_path.is_file() else b""
+    except OSError as exc:
+        raise UserError(f"cannot read the timing cache {cache_path}: {exc.strerror or exc}") from None
+    cache = config.create_timing_cache(stored)
+    # create_timing_cache returns the C++ pointer; the binding maps a nullptr (unreadable blob) to None.
+    if cache is not None and config.set_timing_cache(cache, ignore_mismatch=False):
+        return None
+    note = (f"timing cache {cache_path} was made on another GPU or TensorRT version (or is unreadable); "
+            "started from an empty cache and replaced it")
+    log.warning("%s", note)
+    fresh = config.create_timing_cache(b"")
+    if fresh is None or not config.set_timing_cache(fresh, ignore_mismatch=False):
+        note = f"TensorRT refused even an empty timing cache; built without one and left {cache_path} alone"
+        log.warning("%s", note)
+    return note
+
+
+def _timing_cache_bytes(config) -> bytes | None:
+    """The builder's timing cache, serialized, or None when none is attached (``get_timing_cache()``
+    returns None when no cache is set: pyCoreDoc.h, tags v8.6.1 to v11.0)."""
+    cache = config.get_timing_cache()
+    if cache is None:
+        return None
+    return bytes(memoryview(cache.serialize()))
+
+
+def onnx_census(onnx_path: Path) -> dict[str, Any] | None:
+    """The ONNX's precision census for the sidecar, or None (with a warning) when it cannot be made.
+
+    The census is a report about the graph, not part of the engine, so it never fails a build.
+    """
+    try:
+        from corese_edge.export.census import precision_census
+
+        # round-trip through JSON here so that an unserialisable census cannot break the commit
+        return json.loads(json.dumps(precision_census(onnx_path).to_dict()))
+    except Exception as exc:  # noqa: BLE001 - any census failure is only a warning
+        log.warning("no precision census in the sidecar of %s: %s: %s", onnx_path.name, type(exc).__name__, exc)
+        return None
+
+
+def commit_plan(plan_path: str | os.PathLike, plan_bytes: bytes, info: dict[str, Any]) -> None:
+    """Write ``plan_bytes`` to ``plan_path`` and ``info`` to its sidecar: both or neither.
+
+    Both go to fsynced temporary files in the target folder first.  The plan is moved into place,
+    then the sidecar (the commit record); if moving the sidecar fails, the new plan is removed
+    again.  ``info`` must carry ``plan_size`` and ``plan_sha256`` of ``plan_bytes``: a crash
+    between the two moves leaves a plan that disagrees with the sidecar beside it (or has none),
+    and the runner refuses such a pair.
+    """
+    plan_path = Path(plan_path)
+    sidecar = sidecar_path(plan_path)
+    if info.get("schema") is None or info.get("plan_size") != len(plan_bytes):
+        raise ValueError("the sidecar must carry a schema and the plan's size and sha256")
+    plan_path.parent.mkdir(parents=True, exist_ok=True)
+    text = (json.dumps(info, indent=2) + "\n").encode("utf-8")
+    temps: list[Path] = []
+    try:
+        plan_tmp = _temp_beside(plan_path, plan_bytes, temps)
+        sidecar_tmp = _temp_beside(sidecar, text, temps)
+        os.replace(plan_tmp, plan_path)
+        temps.remove(plan_tmp)
+        try:
+            os.replace(sidecar_tmp, sidecar)
+        except BaseException:
+            # never leave a new plan beside a sidecar that does not describe it
+            plan_path.unlink(missing_ok=True)
+            raise
+        temps.remove(sidecar_tmp)
+        _fsync_dir(plan_path.parent)
+    finally:
+        for tmp in temps:
+            tmp.unlink(missing_ok=True)
+
+
+def _temp_beside(target: Path, data: bytes, temps: list[Path]) -> Path:
+    fd, name = tempfile.mkstemp(prefix=f".{target.name}.tmp-", dir=target.parent)
+    tmp = Path(name)
+    temps.append(tmp)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+    mask = os.umask(0)
+    os.umask(mask)
+    os.chmod(tmp, 0o666 & ~mask)  # mkstemp makes 0600; artifacts get the usual mode
+    return tmp
+
+
+def _fsync_dir(folder: Path) -> None:
+    """Make the two renames durable (power loss on a Jetson's SD card); best effort off POSIX."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def sidecar_path(plan_path: str | os.PathLike) -> Path:

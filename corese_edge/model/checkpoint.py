@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -81,28 +82,39 @@ class Checkpoint:
         return path
 
 
-def _torch_load(path: Path) -> Any:
+#: what a corese-edge command expects, for the error message of a file it cannot read
+CHECKPOINT_HINT = "pass a corese-edge .pt (train's swa_final.pt, or import-seed's output)"
+
+
+def safe_torch_load(path: Path, hint: str = CHECKPOINT_HINT) -> Any:
+    """``torch.load`` with ``weights_only=True``: tensors and plain containers only.
+
+    A pickle that names any other global (a class, or a callable like ``exec`` that a crafted
+    ``__reduce__`` would run) is refused before anything is called; that is the only way
+    checkpoints are read, so no code runs from a checkpoint.  Every failure is one
+    :class:`CheckpointError` line.
+    """
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # pickle, zip and unpickler errors
+        text = str(exc)
         if not zipfile.is_zipfile(path):
             why = "not a torch.save file"
-        elif "Weights only load failed" in str(exc):
-            why = "it holds Python objects that safe (weights_only) loading refuses"
+        elif "Weights only load failed" in text:
+            found = re.search(r"Unsupported global: GLOBAL (\S+)", text)
+            what = f" ({found.group(1)})" if found else ""
+            why = f"it carries pickled Python objects{what}, which could run code; refused"
         else:
-            why = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:120]
-        raise CheckpointError(
-            f"{path}: not a readable PyTorch checkpoint ({why}); pass a corese-edge .pt "
-            "(train's swa_final.pt, or import-seed's output)"
-        ) from None
+            why = (text.strip().splitlines() or [type(exc).__name__])[0][:120]
+        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({why}); {hint}") from None
 
 
 def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
     """Read a corese-edge checkpoint (``weights_only=True``). Seed files get a pointer to import-seed."""
     path = Path(path)
-    raw = _torch_load(path)
+    raw = safe_torch_load(path)
     if not isinstance(raw, Mapping) or raw.get("schema") != SCHEMA:
         if isinstance(raw, Mapping) and "model_state" in raw:
             raise CheckpointError(
@@ -146,7 +158,7 @@ def load_model(path: str | os.PathLike, se_mode: str | None = None) -> CoResSE:
 def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     """A plain state dict from a corese-edge checkpoint, a seed checkpoint or a bare state dict."""
     path = Path(path)
-    raw = _torch_load(path)
+    raw = safe_torch_load(path)
     if isinstance(raw, Mapping) and raw.get("schema") == SCHEMA:
         return dict(raw["state_dict"])
     if isinstance(raw, Mapping) and "model_state" in raw:

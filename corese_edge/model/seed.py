@@ -19,7 +19,7 @@ from typing import Sequence
 import torch
 
 from corese_edge.errors import CheckpointError, UserError
-from corese_edge.model.checkpoint import Checkpoint
+from corese_edge.model.checkpoint import Checkpoint, safe_torch_load
 from corese_edge.model.coresse import CoResSE
 from corese_edge.model.variants import VARIANTS
 from corese_edge.preprocessing import Preprocessing
@@ -34,11 +34,8 @@ def seed_state_dict(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], i
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"seed checkpoint not found: {path}")
-    try:
-        raw = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({first[:160]})") from None
+    # the same safe (weights_only) loading as every corese-edge checkpoint
+    raw = safe_torch_load(path, hint="expected a seed-notebook .pth (per-epoch or swa_model_final)")
     if not isinstance(raw, Mapping) or not isinstance(raw.get("model_state"), Mapping):
         what = "a corese-edge checkpoint (already converted)" if isinstance(raw, Mapping) and "schema" in raw else "not a CoRes-SE seed checkpoint"
         raise CheckpointError(f"{path}: {what}; expected a dict with 'epoch' and 'model_state'")

@@ -13,9 +13,10 @@ runtime does segfault when it deserializes without a GPU):
 2. the plan is whole: its size and sha256 equal the sidecar's ``plan_size`` / ``plan_sha256``;
 3. a CUDA GPU is present (``cudaGetDeviceCount``);
 4. the sidecar was built for this GPU: same compute capability (or, for a hardware-compatible plan,
-   Ampere or newer), and the same name (a different name with the same compute capability only
-   warns);
-5. the installed TensorRT can load it: the same version for a normal plan; for a version-compatible
+   an Ampere-or-newer *discrete* GPU: NVIDIA does not support hardware compatibility on Jetson /
+   integrated GPUs, so such a plan is refused there, Orin's 8.7 included), and the same name (a
+   different name with the same compute capability only warns);
+5. the installed TensorRT can load it: the same major.minor.patch.build for a normal plan; for a version-compatible
    plan (``BuilderFlag.VERSION_COMPATIBLE``) the same major and not older, or the 8 -> 10 and
    10 -> 11 steps TensorRT documents.  The lean runtime (``tensorrt_lean``, or
    ``tensorrt_lean_bindings`` from the PyPI wheels ``tensorrt-lean-cu13-bindings`` +
@@ -23,11 +24,28 @@ runtime does segfault when it deserializes without a GPU):
    ``Runtime.engine_host_code_allowed`` is set to True.
 
 Memory follows TensorRT's ``common_runtime.py``: one device buffer and one pinned host buffer per
-I/O tensor, allocated once for the optimization profile's maximum shapes; their addresses are bound
-with ``set_tensor_address`` once; one CUDA stream.  With ``cuda_graph=True`` the enqueue of each
-batch size is captured into a CUDA graph the first time that batch is seen (after one ordinary
-enqueue, as the TensorRT developer guide asks) and replayed afterwards; transfers stay outside the
-graph so H2D / compute / D2H keep their own timings.
+I/O tensor, allocated once for the optimization profile's maximum shapes, bound with
+``set_tensor_address``; one CUDA stream.  Outputs are read from the pinned buffers only after the
+stream is synchronised.
+
+Execution contexts are created with user-managed device memory and all share one scratch
+allocation of ``device_memory_size_v2`` bytes (TensorRT 10.1+: ``create_execution_context(
+ExecutionContextAllocationStrategy.USER_MANAGED)`` + ``set_device_memory``; 10.0: the same with
+``device_memory_size`` and the ``device_memory`` property; 8.6:
+``create_execution_context_without_device_memory``).  Sharing is allowed because they never run at
+the same time: one stream, one thread (``set_device_memory``'s docstring forbids only a *parallel*
+context on the same memory).
+
+CUDA graphs (``cuda_graph=True``) follow trtexec (``samples/common/sampleInference.cpp``,
+``IterationStd::createEnqueueFunction``; ``sampleDevice.h``, ``TrtCudaGraph``): a captured graph
+is tied to its execution context's state at capture, so each batch size gets its own execution
+context, set to that shape once and never changed.  The first query of a batch copies the inputs
+in, enqueues once at that shape and synchronises (TensorRT does its lazy per-shape setup there,
+which must not be captured), then captures one enqueue.  All of that happens before the query's
+timing events, so capture is never counted in ``gpu_compute_ms``.  When the capture is invalidated
+or the graph cannot be instantiated, a warning is logged, every graph object is destroyed, and that
+batch runs with plain enqueue on its context.  Transfers stay outside the graph so H2D / compute /
+D2H keep their own timings.
 
 Thread safety: a TrtRunner owns one execution context, one stream and one set of buffers, and
 TensorRT allows an execution context to be used by one thread at a time.  Use one TrtRunner per
@@ -52,7 +70,7 @@ from corese_edge.errors import MissingExtra, UserError
 from corese_edge.metadata import ArtifactMetadata
 from corese_edge.preprocessing import Preprocessing
 from corese_edge.runtime.base import Runner, TensorSpec
-from corese_edge.runtime.cuda import CudaApi, cuda_api
+from corese_edge.runtime.cuda import CudaApi, GraphCaptureError, cuda_api, is_integrated
 
 log = logging.getLogger(__name__)
 
@@ -173,11 +191,24 @@ def check_plan_file(plan: Path, sidecar: PlanSidecar) -> bytes:
     return data
 
 
-def check_gpu(plan: Path, sidecar: PlanSidecar, gpu_name: str, compute_capability: str) -> None:
-    """Refuse a plan built for another GPU architecture (see module doc, check 4)."""
+def check_gpu(plan: Path, sidecar: PlanSidecar, gpu_name: str, compute_capability: str,
+              integrated: bool = False) -> None:
+    """Refuse a plan built for another GPU architecture (see module doc, check 4).
+
+    ``integrated``: the GPU is a Jetson / integrated one (:func:`~corese_edge.runtime.cuda.is_integrated`).
+    """
     built = _version_tuple(sidecar.compute_capability)
     here = _version_tuple(compute_capability)
     if sidecar.hardware_compatibility not in ("", "none"):
+        if integrated:
+            # TensorRT developer guide, "Hardware Compatibility": supported for Ampere and later
+            # discrete GPUs only; not on JetPack / integrated GPUs (Orin's 8.7 is >= 8.0 but
+            # integrated, so the compute-capability test below would wrongly accept it).
+            raise UserError(
+                f"{plan} is a hardware-compatible ({sidecar.hardware_compatibility}) plan, which NVIDIA supports "
+                f"only on discrete GPUs; this GPU, {gpu_name} ({compute_capability}), is integrated (Jetson): "
+                "rebuild the engine on this device without --hardware-compat"
+            )
         # AMPERE_PLUS plans run on any Ampere-or-newer GPU (TensorRT developer guide,
         # "Hardware Compatibility"); SAME_COMPUTE_CAPABILITY ones need the same major.minor.
         same_cc = "same" in sidecar.hardware_compatibility
@@ -214,7 +245,14 @@ def check_trt_version(plan: Path, sidecar: PlanSidecar, installed: str, module_n
                 "loads only version-compatible plans: rebuild with --version-compatible, or install the full "
                 f"TensorRT {sidecar.trt_version}"
             )
-        if built[:3] != have[:3]:
+        # A plan that is not version-compatible loads only on the exact TensorRT that built it,
+        # build number included (TensorRT developer guide, "Version Compatibility": "by default,
+        # TensorRT engines are compatible only with the version of TensorRT with which they are built").
+        if len(built) < 4 or len(have) < 4:
+            log.warning("TensorRT version %s or %s lacks a build number; comparing major.minor.patch only",
+                        sidecar.trt_version, installed)
+        width = max(3, min(len(built), len(have), 4))
+        if built[:width] != have[:width]:
             raise UserError(
                 f"{plan} was built with TensorRT {sidecar.trt_version} but TensorRT {installed} is installed; "
                 "a plan loads only on the TensorRT version that built it: rebuild it here, or build with "
@@ -295,11 +333,12 @@ class TrtRunner(Runner):
     def _reset_handles(self) -> None:
         self._runtime = self._engine = self._context = None
         self._stream = None
+        self._scratch = None  # device memory shared by every execution context
+        self._scratch_size = 0
         self._events: list[Any] = []
         self._device_buffers: dict[str, Any] = {}
         self._host_buffers: dict[str, Any] = {}
-        self._graphs: dict[int, Any] = {}
-        self._batch_shape: dict[str, tuple[int, ...]] = {}
+        self._graphs: dict[int, _BatchGraph] = {}
         self._current_batch = 0
 
     # -- activation ------------------------------------------------------------------------------
@@ -311,7 +350,7 @@ class TrtRunner(Runner):
         data = check_plan_file(plan, sidecar)
 
         api = self._cuda if self._cuda is not None else cuda_api(self.cuda_backend)
-        count = api.device_count()
+        count = api.device_count()  # a driver too old for cuda-python raises DriverTooOld here
         if count == 0:
             raise UserError(
                 f"no CUDA GPU found ({api.no_device_reason or 'no device'}): a TensorRT plan needs an NVIDIA GPU "
@@ -320,7 +359,7 @@ class TrtRunner(Runner):
         if self.device >= count:
             raise UserError(f"GPU {self.device} requested but only {count} CUDA device(s) are present")
         gpu = api.device_info(self.device)
-        check_gpu(plan, sidecar, gpu.name, gpu.compute_capability)
+        check_gpu(plan, sidecar, gpu.name, gpu.compute_capability, integrated=is_integrated(gpu))
 
         trt = self._trt if self._trt is not None else import_trt(self.trt_module)
         module_name = getattr(trt, "__name__", "tensorrt").split(".")[0]
@@ -332,13 +371,14 @@ class TrtRunner(Runner):
         self.precision = sidecar.precision
         self.cuda = api
         try:
-            self._load(trt, api, data, sidecar)
+            api.set_device(self.device)
+            with api.scope():
+                self._load(trt, api, data, sidecar)
         except BaseException:
             self._free()
             raise
 
     def _load(self, trt: Any, api: CudaApi, data: bytes, sidecar: PlanSidecar) -> None:
-        api.set_device(self.device)
         logger = trt.Logger(trt.Logger.WARNING)
         self._runtime = trt.Runtime(logger)
         if sidecar.version_compatible:
@@ -347,9 +387,6 @@ class TrtRunner(Runner):
         self._engine = self._runtime.deserialize_cuda_engine(data)
         if self._engine is None:
             raise UserError(f"{self.path}: TensorRT could not deserialize the plan (see TensorRT's log above)")
-        self._context = self._engine.create_execution_context()
-        if self._context is None:
-            raise UserError(f"{self.path}: TensorRT could not create an execution context (out of GPU memory?)")
 
         inputs, outputs, max_shapes = [], [], {}
         for i in range(self._engine.num_io_tensors):
@@ -369,8 +406,11 @@ class TrtRunner(Runner):
         self.inputs, self.outputs = tuple(inputs), tuple(outputs)
         self.max_batch = min(shape[0] for shape in max_shapes.values())
 
+        self._scratch_size = int(self._engine_memory_size())
+        self._scratch = api.device_buffer(self._scratch_size)
+        self._context = self._new_context()
         for name, shape in max_shapes.items():
-            self._set_input_shape(name, shape)
+            self._set_input_shape(self._context, name, shape)
         self._current_batch = self.max_batch
         self._stream = api.create_stream()
         for spec in self.inputs + self.outputs:
@@ -379,13 +419,50 @@ class TrtRunner(Runner):
                 raise UserError(f"{self.path}: cannot size output {spec.name!r} (shape {shape} at the maximum batch)")
             self._host_buffers[spec.name] = api.host_buffer(shape, spec.dtype)
             self._device_buffers[spec.name] = api.device_buffer(self._host_buffers[spec.name].nbytes)
-            if not self._context.set_tensor_address(spec.name, self._device_buffers[spec.name].ptr):
-                raise UserError(f"{self.path}: TensorRT refused the address of tensor {spec.name!r}")
+        self._bind_addresses(self._context)
         self._events = [api.create_event() for _ in range(4)]
 
-    def _set_input_shape(self, name: str, shape: tuple[int, ...]) -> None:
-        if not self._context.set_input_shape(name, tuple(int(d) for d in shape)):
+    def _engine_memory_size(self) -> int:
+        """Bytes of device memory one execution context needs (the largest over the profiles)."""
+        engine = self._engine
+        # device_memory_size_v2 arrived in 10.1 (pyCore.cpp, v10.1.0) and is the only one in 11.x;
+        # 8.6 and 10.0 have device_memory_size (removed in 11.0)
+        for name in ("device_memory_size_v2", "device_memory_size"):
+            if hasattr(engine, name):
+                return int(getattr(engine, name))
+        raise UserError(f"{self.path}: this TensorRT reports no device memory size for its execution contexts")
+
+    def _new_context(self) -> Any:
+        """An execution context on the shared scratch memory (see the module doc for the versions)."""
+        trt, engine = self.trt, self._engine
+        strategy = getattr(trt, "ExecutionContextAllocationStrategy", None)
+        if strategy is not None and hasattr(strategy, "USER_MANAGED"):
+            # TensorRT 10.0+: pyCore.cpp binds create_execution_context(strategy=STATIC)
+            ctx = engine.create_execution_context(strategy.USER_MANAGED)
+        else:
+            # TensorRT 8.6 (pyCoreDoc.h: "The memory for execution of this device context must be
+            # supplied by the application")
+            ctx = engine.create_execution_context_without_device_memory()
+        if ctx is None:
+            raise UserError(f"{self.path}: TensorRT could not create an execution context (out of GPU memory?)")
+        if hasattr(ctx, "set_device_memory"):  # 10.1+: (memory, size)
+            ctx.set_device_memory(self._scratch.ptr, self._scratch_size)
+        else:  # 8.6 / 10.0: a write-only property
+            ctx.device_memory = self._scratch.ptr
+        return ctx
+
+    def _bind_addresses(self, ctx: Any) -> None:
+        for spec in self.inputs + self.outputs:
+            if not ctx.set_tensor_address(spec.name, self._device_buffers[spec.name].ptr):
+                raise UserError(f"{self.path}: TensorRT refused the address of tensor {spec.name!r}")
+
+    def _set_input_shape(self, ctx: Any, name: str, shape: tuple[int, ...]) -> None:
+        if not ctx.set_input_shape(name, tuple(int(d) for d in shape)):
             raise UserError(f"{self.path}: TensorRT rejected input shape {shape} for {name!r} (outside the profile)")
+
+    def _set_batch(self, ctx: Any, batch: int) -> None:
+        for spec in self.inputs:
+            self._set_input_shape(ctx, spec.name, (batch,) + tuple(self._host_buffers[spec.name].array.shape[1:]))
 
     # -- inference -------------------------------------------------------------------------------
     def _infer(self, feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -395,7 +472,7 @@ class TrtRunner(Runner):
             batch = int(next(iter(feed.values())).shape[0])
             for spec in self.inputs:
                 np.copyto(self._host_buffers[spec.name].array[:batch], feed[spec.name])
-            self.execute(batch, transfers=True)
+            self.execute(batch, transfers=True)  # returns after the stream is synchronised
             return {spec.name: self._host_buffers[spec.name].array[:batch].copy() for spec in self.outputs}
         finally:
             self._lock.release()
@@ -403,65 +480,102 @@ class TrtRunner(Runner):
     def execute(self, batch: int, transfers: bool = True) -> dict[str, float]:
         """Run one query of ``batch`` rows on whatever the pinned input buffers hold.
 
+        Returns once the stream is synchronised: the pinned output buffers then hold the result.
         ``transfers=False`` skips H2D and D2H (trtexec's ``--noDataTransfers``): latency is then the
-        GPU compute time alone.  Returns and stores :attr:`last_timings` (milliseconds).
+        GPU compute time alone.  With ``cuda_graph`` on, the first query of a batch size first
+        prepares its graph (warm-up enqueue, capture) outside the timed events.  Returns and stores
+        :attr:`last_timings` (milliseconds).
         """
-        api, ctx, stream = self.cuda, self._context, self._stream
-        if batch != self._current_batch:
-            for spec in self.inputs:
-                self._set_input_shape(spec.name, (batch,) + tuple(self._host_buffers[spec.name].array.shape[1:]))
-            self._current_batch = batch
-        rows = {name: buf.nbytes // buf.array.shape[0] for name, buf in self._host_buffers.items()}
-        e0, e1, e2, e3 = self._events
-        api.record_event(e0, stream)
-        if transfers:
-            for spec in self.inputs:
-                api.htod_async(self._device_buffers[spec.name], self._host_buffers[spec.name], rows[spec.name] * batch, stream)
-        api.record_event(e1, stream)
-        graph = self._graph_for(batch) if self.cuda_graph else None
-        t0 = time.perf_counter()
-        if graph is not None:
-            graph.launch(stream)
-        elif not ctx.execute_async_v3(api.stream_handle(stream)):
-            raise UserError(f"{self.path}: TensorRT execute_async_v3 failed (see TensorRT's log above)")
-        enqueue_ms = (time.perf_counter() - t0) * 1e3
-        api.record_event(e2, stream)
-        if transfers:
-            for spec in self.outputs:
-                api.dtoh_async(self._host_buffers[spec.name], self._device_buffers[spec.name], rows[spec.name] * batch, stream)
-        api.record_event(e3, stream)
-        api.synchronize(stream)
-        timings = {"gpu_compute_ms": api.elapsed_ms(e1, e2), "enqueue_ms": enqueue_ms}
-        if transfers:
-            timings["h2d_ms"] = api.elapsed_ms(e0, e1)
-            timings["d2h_ms"] = api.elapsed_ms(e2, e3)
-            timings["latency_ms"] = timings["h2d_ms"] + timings["gpu_compute_ms"] + timings["d2h_ms"]
-        else:
-            timings["latency_ms"] = timings["gpu_compute_ms"]
+        api, stream = self.cuda, self._stream
+        with api.scope():
+            if self.cuda_graph:
+                entry = self._graph_entry(batch)
+                ctx, graph = entry.context, entry.graph
+            else:
+                ctx, graph = self._context, None
+                if batch != self._current_batch:
+                    self._set_batch(ctx, batch)
+                    self._current_batch = batch
+            rows = {name: buf.nbytes // buf.array.shape[0] for name, buf in self._host_buffers.items()}
+            e0, e1, e2, e3 = self._events
+            api.record_event(e0, stream)
+            if transfers:
+                self._copy_inputs(batch, rows)
+            api.record_event(e1, stream)
+            t0 = time.perf_counter()
+            if graph is not None:
+                graph.launch(stream)
+            elif not ctx.execute_async_v3(api.stream_handle(stream)):
+                raise UserError(f"{self.path}: TensorRT execute_async_v3 failed (see TensorRT's log above)")
+            enqueue_ms = (time.perf_counter() - t0) * 1e3
+            api.record_event(e2, stream)
+            if transfers:
+                for spec in self.outputs:
+                    api.dtoh_async(self._host_buffers[spec.name], self._device_buffers[spec.name], rows[spec.name] * batch, stream)
+            api.record_event(e3, stream)
+            api.synchronize(stream)
+            timings = {"gpu_compute_ms": api.elapsed_ms(e1, e2), "enqueue_ms": enqueue_ms}
+            if transfers:
+                timings["h2d_ms"] = api.elapsed_ms(e0, e1)
+                timings["d2h_ms"] = api.elapsed_ms(e2, e3)
+                timings["latency_ms"] = timings["h2d_ms"] + timings["gpu_compute_ms"] + timings["d2h_ms"]
+            else:
+                timings["latency_ms"] = timings["gpu_compute_ms"]
         self.last_timings = timings
         return timings
 
-    def _graph_for(self, batch: int) -> Any | None:
-        """The CUDA graph for ``batch``; captured on its second use (the first enqueue runs plainly)."""
-        if batch in self._graphs:
-            return self._graphs[batch]
-        if not getattr(self.cuda, "supports_graphs", False):
-            raise UserError(f"CUDA graphs need cuda-python (the {self.cuda.name} backend cannot capture); use --no-cuda-graph")
-        stream = self._stream
-        # TensorRT must enqueue once before capture so the context has done its lazy setup.
-        if not self._context.execute_async_v3(self.cuda.stream_handle(stream)):
-            raise UserError(f"{self.path}: TensorRT execute_async_v3 failed before graph capture")
-        self.cuda.synchronize(stream)
-        self.cuda.begin_capture(stream)
+    def _copy_inputs(self, batch: int, rows: Mapping[str, int]) -> None:
+        for spec in self.inputs:
+            self.cuda.htod_async(self._device_buffers[spec.name], self._host_buffers[spec.name], rows[spec.name] * batch, self._stream)
+
+    def has_graph(self, batch: int) -> bool:
+        """True when queries of ``batch`` rows replay a CUDA graph (False before the first one, or
+        after a capture fell back to plain enqueue)."""
+        entry = self._graphs.get(int(batch))
+        return entry is not None and entry.graph is not None
+
+    def _graph_entry(self, batch: int) -> "_BatchGraph":
+        """The execution context (and graph, unless capture failed) of ``batch``; prepared on first use."""
+        entry = self._graphs.get(batch)
+        if entry is not None:
+            return entry
+        api, stream = self.cuda, self._stream
+        if not getattr(api, "supports_graphs", False):
+            raise UserError(f"CUDA graphs need cuda-python (the {api.name} backend cannot capture); use --no-cuda-graph")
+        ctx = self._new_context()
+        self._set_batch(ctx, batch)
+        self._bind_addresses(ctx)
+        entry = _BatchGraph(ctx, None)
+        self._graphs[batch] = entry  # from here on _free() owns the context
+        # trtexec: inputs to the device, then one enqueue at this shape before capturing, so that
+        # TensorRT's initialisation work is not captured
+        rows = {name: buf.nbytes // buf.array.shape[0] for name, buf in self._host_buffers.items()}
+        self._copy_inputs(batch, rows)
+        api.synchronize(stream)
+        if not ctx.execute_async_v3(api.stream_handle(stream)):
+            raise UserError(f"{self.path}: TensorRT execute_async_v3 failed (warm-up before CUDA graph capture)")
+        api.synchronize(stream)
+        entry.graph = self._capture(ctx, batch)
+        return entry
+
+    def _capture(self, ctx: Any, batch: int) -> Any | None:
+        """Capture one enqueue of ``ctx``; None (with a warning, nothing leaked) when it fails."""
+        api, stream = self.cuda, self._stream
+        api.begin_capture(stream)
         try:
-            ok = self._context.execute_async_v3(self.cuda.stream_handle(stream))
-        finally:
-            graph = self.cuda.end_capture(stream)
-        if not ok:
-            graph.free()
-            raise UserError(f"{self.path}: CUDA graph capture of the enqueue failed; use --no-cuda-graph")
-        self._graphs[batch] = graph
-        return graph
+            ok = bool(ctx.execute_async_v3(api.stream_handle(stream)))
+        except BaseException:
+            try:
+                api.end_capture(stream, enqueue_ok=False)
+            except GraphCaptureError:
+                pass
+            raise
+        try:
+            return api.end_capture(stream, enqueue_ok=ok)
+        except GraphCaptureError as exc:
+            log.warning("%s: CUDA graph capture for batch %d failed (%s); that batch runs without a CUDA graph",
+                        self.path, batch, exc)
+            return None
 
     def host_input(self, name: str) -> np.ndarray:
         """The pinned host buffer of input ``name`` (max-batch rows), for benchmarks that fill it once."""
@@ -473,25 +587,57 @@ class TrtRunner(Runner):
 
     def _free(self) -> None:
         api = getattr(self, "cuda", None) or self._cuda
-        errors = []
-        for graph in self._graphs.values():
-            errors += _try(graph.free)
-        for buf in list(self._device_buffers.values()) + list(self._host_buffers.values()):
-            errors += _try(buf.free)
+        errors: list[str] = []
+        holds = self._stream is not None or self._scratch is not None or self._device_buffers or self._host_buffers
+        scope = _try_scope(api, errors) if holds else None
+        try:
+            for entry in self._graphs.values():
+                if entry.graph is not None:
+                    errors += _try(entry.graph.free)
+                entry.context = None
+            # contexts go before the memory they use, the engine after its contexts
+            self._context = None
+            self._graphs = {}
+            if self._scratch is not None:
+                errors += _try(self._scratch.free)
+            for buf in list(self._device_buffers.values()) + list(self._host_buffers.values()):
+                errors += _try(buf.free)
+            if api is not None:
+                for ev in self._events:
+                    errors += _try(api.destroy_event, ev)
+                if self._stream is not None:
+                    errors += _try(api.destroy_stream, self._stream)
+            self._engine = None
+            self._runtime = None
+        finally:
+            if scope is not None:
+                errors += _try(scope.__exit__, None, None, None)
         if api is not None:
-            for ev in self._events:
-                errors += _try(api.destroy_event, ev)
-            if self._stream is not None:
-                errors += _try(api.destroy_stream, self._stream)
-            if hasattr(api, "release"):
-                errors += _try(api.release)
-        # the context must go before the engine, and the engine before the runtime
-        self._context = None
-        self._engine = None
-        self._runtime = None
+            errors += _try(api.release)
         self._reset_handles()
         if errors:
             log.warning("while freeing %s: %s", self.path, "; ".join(errors))
+
+
+@dataclass
+class _BatchGraph:
+    """The execution context fixed at one batch size, and its CUDA graph (None: plain enqueue)."""
+
+    context: Any
+    graph: Any | None
+
+
+def _try_scope(api: CudaApi | None, errors: list[str]) -> Any | None:
+    """Enter ``api.scope()`` for freeing; None (error noted) when there is nothing to enter."""
+    if api is None:
+        return None
+    scope = api.scope()
+    try:
+        scope.__enter__()
+    except Exception as exc:  # e.g. pycuda before set_device: free what can be freed without it
+        errors.append(str(exc))
+        return None
+    return scope
 
 
 def _try(fn: Any, *args: Any) -> list[str]:

@@ -65,7 +65,12 @@ class EvaluateConfig:
 def evaluate(cfg: EvaluateConfig) -> dict[str, Any]:
     """Evaluate a checkpoint on ``split`` (``test`` or ``val``, the split carved from train with the
     checkpoint's own seed and fraction).  Writes ``eval-<split>.json`` beside the checkpoint by
-    default (never the run's ``report.json``) and records whether batch 1 and batch B agree."""
+    default (never the run's ``report.json``) and records whether batch 1 and batch B agree.
+
+    The dataset is ``cfg.data`` or the folder recorded in the checkpoint.  Its layout is
+    ``cfg.dataset`` when given; otherwise the recorded layout for the recorded folder, and the
+    detected layout for an explicit ``cfg.data``.  Either way the dataset's class names must equal
+    the checkpoint's (:class:`CheckpointError` otherwise)."""
     from corese_edge.data.dataset import FERDataset
     from corese_edge.data.transforms import eval_transform
     from corese_edge.model.checkpoint import load_checkpoint
@@ -74,11 +79,18 @@ def evaluate(cfg: EvaluateConfig) -> dict[str, Any]:
 
     if cfg.split not in ("test", "val"):
         raise UserError(f"--split must be 'test' or 'val', got {cfg.split!r}")
+    if cfg.batch_size < 1:
+        raise UserError(f"--batch-size must be at least 1, got {cfg.batch_size}")
+    if cfg.workers < 0:
+        raise UserError(f"--workers must be 0 or more, got {cfg.workers}")
     ckpt = load_checkpoint(cfg.checkpoint)
     data = cfg.data or ckpt.dataset.get("root")
     if not data:
         raise UserError(f"{cfg.checkpoint} records no dataset; pass --data DIR")
-    layout = cfg.dataset or ckpt.dataset.get("layout") or "auto"
+    # The recorded layout describes the recorded folder only.  An explicit --data may hold the same
+    # images in another layout (RAF-DB basic vs Kaggle), so it is detected, as export does; the
+    # class-name check below still ties the data to the checkpoint.
+    layout = cfg.dataset or (None if cfg.data else ckpt.dataset.get("layout")) or "auto"
     splits = prepare_splits(data, layout, float(ckpt.config.get("val_fraction", 0.1)), int(ckpt.config.get("seed", 0)),
                             cfg.skip_bad_images, progress=cfg.progress)
     if list(splits.class_names) != list(ckpt.class_names):

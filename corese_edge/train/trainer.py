@@ -16,7 +16,7 @@ import random
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -43,6 +43,9 @@ log = logging.getLogger(__name__)
 
 REPORT_SCHEMA = "corese-edge/report/1"
 METRICS_SCHEMA = "corese-edge/metrics/1"
+
+#: ``on_epoch_end(epoch, model)``: see :class:`Trainer`.
+EpochHook = Callable[[int, nn.Module], None]
 
 
 class TrainingDiverged(UserError):
@@ -138,12 +141,20 @@ def build_model(cfg: TrainConfig, num_classes: int) -> CoResSE:
 
 
 class Trainer:
-    """One training run.  Use :func:`train` unless you need the pieces."""
+    """One training run.  Use :func:`train` unless you need the pieces.
 
-    def __init__(self, cfg: TrainConfig) -> None:
+    ``on_epoch_end(epoch, model)``, if given, is called on every rank after epoch ``epoch``
+    (0-based) has made its optimizer steps and its SWA update, before validation and the
+    checkpoint.  ``model`` is the unwrapped network (not the DDP wrapper) in training mode; the
+    hook may read or copy it but must not change it.  Its uses: keeping every epoch's weights,
+    comparing ranks.
+    """
+
+    def __init__(self, cfg: TrainConfig, on_epoch_end: EpochHook | None = None) -> None:
         if not cfg.out:
             cfg = replace(cfg, out=default_out(cfg))
         self.cfg = cfg
+        self.on_epoch_end = on_epoch_end
         self.out = Path(cfg.out)
         self.device = resolve_device(cfg.device)
         self.dist = DistContext()
@@ -255,6 +266,8 @@ class Trainer:
             stats = self._train_epoch(net, train_loader, optimizer, scheduler, scaler, criterion, mixup, epoch, steps_per_epoch)
             if epoch >= cfg.swa_start_epoch:
                 swa_model.update_parameters(model)
+            if self.on_epoch_end is not None:
+                self.on_epoch_end(epoch, model)
             row: dict[str, Any] = {"epoch": epoch + 1, **stats}
             if dist.is_main:
                 val = self._evaluate(model, val_ds, splits.class_names) if len(val_ds) else None
@@ -298,6 +311,7 @@ class Trainer:
         net.train()
         n_cls = len(self.splits.class_names)
         tot_loss = tot_correct = tot_seen = 0.0
+        step_lr: list[float] = []  # the learning rate each optimizer step used
         t0 = time.perf_counter()
         bar = _progress(loader, total=steps, desc=f"epoch {epoch + 1}/{cfg.epochs}", enabled=cfg.progress and dist.is_main)
         for step, (x, y) in enumerate(bar):
@@ -320,6 +334,7 @@ class Trainer:
                 )
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
+            step_lr.append(optimizer.param_groups[0]["lr"])
             scaler.step(optimizer)
             scaler.update()
             scheduler.step()
@@ -338,6 +353,7 @@ class Trainer:
             "train_loss": tot_loss / max(tot_seen, 1),
             "train_accuracy": correct / max(seen, 1),
             "lr": optimizer.param_groups[0]["lr"],
+            "step_lr": step_lr,
             "images_per_s": seen / max(dt, 1e-9),
             "train_images": int(seen),
             "steps": steps,
@@ -457,6 +473,8 @@ def _progress(it, total: int, desc: str, enabled: bool):
     return tqdm(it, total=total, desc=desc, leave=False, dynamic_ncols=True)
 
 
-def train(cfg: TrainConfig) -> TrainResult:
-    """Train CoRes-SE as ``cfg`` says; returns the paths and the final report (rank 0)."""
-    return Trainer(cfg).run()
+def train(cfg: TrainConfig, on_epoch_end: EpochHook | None = None) -> TrainResult:
+    """Train CoRes-SE as ``cfg`` says; returns the paths and the final report (rank 0).
+
+    ``on_epoch_end``: see :class:`Trainer`."""
+    return Trainer(cfg, on_epoch_end).run()

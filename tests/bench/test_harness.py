@@ -129,6 +129,9 @@ def test_compare_table_json_and_plot(tmp_path, tiny_onnx):
     if not doc["device"]["gpus"]:
         assert rows["trt-fp16"]["status"].startswith("not run: no CUDA GPU found")
     assert "onnx-fp32" in result.output and "trt-fp16" in result.output
+    # INT8-FLOPs column: computed from the FP32 graph (none), unknown for a plan without a census
+    assert onnx_row["int8_flop_share"] == 0.0 and rows["trt-fp16"]["int8_flop_share"] is None
+    assert "INT8 FLOPs" in result.output
 
 
 def test_bench_cli_onnx_json_and_errors(tmp_path, tiny_onnx):

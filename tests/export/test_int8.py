@@ -40,6 +40,44 @@ def s8s8(prepared, tiny_onnx):
     return q.quantize_int8(pre, work / "s8s8.onnx", ranges["s8s8"], "s8s8", metadata_from=tiny_onnx)
 
 
+@pytest.fixture(scope="module")
+def s8s8_fp32(prepared, tiny_onnx):
+    """The same Q/DQ graph with FP32 everywhere that is not INT8 (what auto-keep ranks on)."""
+    work, pre, ranges = prepared
+    return q.quantize_int8(pre, work / "s8s8-fp32.onnx", ranges["s8s8"], "s8s8", metadata_from=tiny_onnx,
+                           high_precision="fp32")
+
+
+def _types(proto):
+    """Element type of every tensor (ONNX type inference, initializers, Constant outputs)."""
+    inferred = onnx.shape_inference.infer_shapes(proto)
+    types = {t.name: t.data_type for t in inferred.graph.initializer}
+    for vi in list(inferred.graph.value_info) + list(inferred.graph.input) + list(inferred.graph.output):
+        types[vi.name] = vi.type.tensor_type.elem_type
+    for n in inferred.graph.node:
+        if n.op_type == "Constant":
+            types[n.output[0]] = n.attribute[0].t.data_type
+    return types
+
+
+_NOT_COMPUTE = {"QuantizeLinear", "DequantizeLinear", "Cast", "Constant", "Shape", "Gather", "Unsqueeze",
+                "Concat", "Reshape", "Flatten", "Transpose", "Identity"}
+
+
+def _compute_precisions(proto):
+    """node name -> the float type its float inputs have (compute nodes only)."""
+    types = _types(proto)
+    out = {}
+    for n in proto.graph.node:
+        if n.op_type in _NOT_COMPUTE:
+            continue
+        floats = {types.get(i) for i in n.input if i and types.get(i) in (TensorProto.FLOAT, TensorProto.FLOAT16)}
+        if floats:
+            assert len(floats) == 1, f"{n.name} mixes float types"  # strong typing needs one type
+            out[n.name] = floats.pop()
+    return out
+
+
 def _zero_points(proto):
     inits = {t.name: numpy_helper.to_array(t) for t in proto.graph.initializer}
     return [(n, inits[n.input[2]]) for n in proto.graph.node
@@ -81,6 +119,73 @@ def test_tensorrt_flavour_weights_are_per_channel_and_biases_float(s8s8):
             assert consumers[q_to_dq[n.output[0]]] & {"Conv", "Gemm", "MatMul"}, n.name
 
 
+def test_tensorrt_flavour_is_int8_and_fp16_everywhere_else_with_fp32_io(s8s8, s8s8_fp32):
+    proto = onnx.load(str(s8s8))
+    assert {o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")} == {q.FP16_QDQ_OPSET}
+    assert proto.graph.input[0].type.tensor_type.elem_type == TensorProto.FLOAT
+    assert proto.graph.output[0].type.tensor_type.elem_type == TensorProto.FLOAT
+    precisions = _compute_precisions(proto)
+    assert {"LayerNormalization", "Add", "Mul", "Erf"} <= {n.op_type for n in proto.graph.node if n.name in precisions}
+    assert set(precisions.values()) == {TensorProto.FLOAT16}  # no FP32 compute node at all
+    assert set(_compute_precisions(onnx.load(str(s8s8_fp32))).values()) == {TensorProto.FLOAT}
+    types, inits = _types(proto), {t.name: t for t in proto.graph.initializer}
+    consumers = {}
+    for n in proto.graph.node:
+        for i in n.input:
+            consumers.setdefault(i, []).append(n)
+    dqs = [n for n in proto.graph.node if n.op_type == "DequantizeLinear"]
+    assert dqs
+    for dq in dqs:
+        assert inits[dq.input[1]].data_type == TensorProto.FLOAT16  # FP16 scale -> FP16 output
+        for c in consumers[dq.output[0]]:
+            # the DQ feeds its consumers directly (no Cast between), in their type (strong typing);
+            # a shared DQ also feeds the other readers of its tensor (a residual Add, the SE Mul)
+            assert c.op_type != "Cast", dq.name
+            assert {types[i] for i in c.input if types.get(i) in (TensorProto.FLOAT, TensorProto.FLOAT16)} \
+                == {TensorProto.FLOAT16}, c.name
+    assert q.qdq_problems(proto) == []
+    np.testing.assert_array_equal(  # same int8 weights as the FP32-scale graph: only the float parts changed
+        sorted(numpy_helper.to_array(t).sum() for t in proto.graph.initializer if t.data_type == TensorProto.INT8),
+        sorted(numpy_helper.to_array(t).sum() for t in onnx.load(str(s8s8_fp32)).graph.initializer
+               if t.data_type == TensorProto.INT8))
+
+
+def test_named_layers_and_op_types_stay_fp32_in_the_fp16_graph(prepared):
+    work, pre, ranges = prepared
+    gemm = [n for n in q.quantized_nodes(onnx.load(str(q.quantize_int8(pre, work / "a.onnx", ranges["s8s8"], "s8s8"))))
+            if "Gemm" in n][0]
+    out = q.quantize_int8(pre, work / "kept-fp32.onnx", ranges["s8s8"], "s8s8", keep_fp=[gemm],
+                          keep_fp32_ops=("LayerNormalization",))
+    proto = onnx.load(str(out))
+    op_of = {n.name: n.op_type for n in proto.graph.node}
+    fp32 = {name for name, t in _compute_precisions(proto).items() if t == TensorProto.FLOAT}
+    assert gemm in fp32 and gemm not in q.quantized_nodes(proto)
+    assert {n for n in fp32 if op_of[n] == "LayerNormalization"} == {n for n, op in op_of.items() if op == "LayerNormalization"}
+    assert {op_of[n] for n in fp32} == {"Gemm", "LayerNormalization"}  # nothing else
+    with pytest.raises(UserError, match="inside an FP16 graph"):
+        q.quantize_int8(pre, work / "b.onnx", ranges["s8s8"], "s8s8", high_precision="fp32",
+                        keep_fp32_ops=("LayerNormalization",))
+
+
+def test_weakly_typed_form_for_tensorrt_8_6_is_the_same_graph_in_fp32_at_opset_17(s8s8, s8s8_fp32):
+    half = onnx.load(str(s8s8))
+    weak = q.weakly_typed_qdq(half)
+    assert {o.version for o in weak.opset_import if o.domain in ("", "ai.onnx")} == {q.WEAKLY_TYPED_OPSET}
+    assert not any(t.data_type == TensorProto.FLOAT16 for t in weak.graph.initializer)
+    assert set(_compute_precisions(weak).values()) == {TensorProto.FLOAT}
+    assert not any(n.op_type == "Cast" and n.attribute[0].i == TensorProto.FLOAT16 for n in weak.graph.node)
+    scales = {n.name: numpy_helper.to_array({t.name: t for t in g.graph.initializer}[n.input[1]])
+              for g in (half,) for n in g.graph.node if n.op_type == "DequantizeLinear"}
+    weak_inits = {t.name: t for t in weak.graph.initializer}
+    for n in weak.graph.node:
+        if n.op_type == "DequantizeLinear" and n.name in scales:  # the artifact's own scales, widened exactly
+            np.testing.assert_array_equal(numpy_helper.to_array(weak_inits[n.input[1]]), scales[n.name].astype(np.float32))
+    assert q.qdq_problems(weak) == []
+    x = np.random.default_rng(0).standard_normal((2, 3, 32, 32)).astype(np.float32)
+    ref = OnnxLogits(s8s8_fp32, reference_arithmetic=True)(x)
+    np.testing.assert_allclose(OnnxLogits(weak, reference_arithmetic=True)(x), ref, atol=5e-3)
+
+
 def test_cpu_flavour_is_u8s8(prepared, tiny_onnx):
     work, pre, ranges = prepared
     out = q.quantize_int8(pre, work / "u8s8.onnx", ranges["u8s8"], "u8s8", metadata_from=tiny_onnx)
@@ -89,6 +194,8 @@ def test_cpu_flavour_is_u8s8(prepared, tiny_onnx):
     assert np.dtype(np.uint8) in kinds  # activations
     assert np.dtype(np.int8) in kinds  # weights
     assert q.qdq_problems(proto)  # not TensorRT-ready, by design
+    assert {o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")} == {17}  # untouched: FP32, opset 17
+    assert set(_compute_precisions(proto).values()) == {TensorProto.FLOAT}
     assert sorted(p.key for p in proto.metadata_props) == sorted(p.key for p in onnx.load(str(tiny_onnx)).metadata_props)
 
 
@@ -131,9 +238,9 @@ def test_keep_fp_leaves_the_named_layers_unquantized(prepared, tiny_onnx):
         q.match_nodes(["/no/such/layer"], names)
 
 
-def test_keep_in_float_rebuilds_the_fp32_function(prepared, s8s8, tiny_onnx):
+def test_keep_in_float_rebuilds_the_fp32_function(prepared, s8s8_fp32, tiny_onnx):
     work, pre, _ = prepared
-    qdq, fp = onnx.load(str(s8s8)), onnx.load(str(pre))
+    qdq, fp = onnx.load(str(s8s8_fp32)), onnx.load(str(pre))
     x = np.random.default_rng(0).standard_normal((4, 3, 32, 32)).astype(np.float32)
     fp32 = OnnxLogits(tiny_onnx)(x)
     int8 = OnnxLogits(qdq, reference_arithmetic=True)(x)

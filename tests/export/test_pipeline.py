@@ -75,37 +75,6 @@ def test_no_tensorrt_skips_the_engine_with_the_command_and_engine_flag_demands_o
     assert not (tmp_path / "demand" / "model.onnx").exists()  # refused before minutes of work
 
 
-@pytest.mark.contract
-def test_engine_stage_builds_plans_and_measures_their_drift(tiny_checkpoint, synthetic_data, tmp_path, monkeypatch):
-    """CONTRACT: with a fake TensorRT 10.x and a stand-in runner (ORT on the plan's ONNX)."""
-    from corese_edge.export import evaluation
-    from corese_edge.export import tensorrt as T
-    from tests.export.fake_tensorrt import make_fake_tensorrt
-
-    monkeypatch.setitem(sys.modules, "tensorrt", make_fake_tensorrt("10.3.0"))
-    monkeypatch.setattr(T, "gpu_info", lambda: T.GpuInfo("NVIDIA L4 (fake)", "8.9"))
-
-    class OnnxStandIn:
-        def __init__(self, plan, min_batch, max_batch):
-            onnx_name = plan.name.replace(".plan", ".onnx").replace("model.fp32.onnx", "model.onnx")
-            self.fn = evaluation.OnnxLogits(plan.with_name(onnx_name))
-
-        def __call__(self, batch):
-            return self.fn(batch)
-
-        def close(self):
-            pass
-
-    monkeypatch.setattr(evaluation, "EngineLogits", OnnxStandIn)
-    result = run_export(_cfg(tiny_checkpoint, synthetic_data, tmp_path, fp16=True, engine=True))
-    assert (tmp_path / "model.fp16.plan").is_file() and (tmp_path / "model.fp16.plan.json").is_file()
-    side = json.loads((tmp_path / "model.fp16.plan.json").read_text())
-    assert side["gpu_name"] == "NVIDIA L4 (fake)" and side["precision"] == "fp16"
-    report = json.loads((tmp_path / "drift_report.json").read_text())
-    assert report["artifacts"]["trt-fp16"]["agreement"] == report["artifacts"]["onnx-fp16"]["agreement"]
-    assert "trt-fp16" in result.table
-
-
 def test_missing_checkpoint_is_a_clear_error(synthetic_data, tmp_path):
     with pytest.raises(CheckpointError, match="checkpoint not found: .*nope.pt"):
         run_export(make_export_config(checkpoint=str(tmp_path / "nope.pt"), data=str(synthetic_data), out=str(tmp_path)))
@@ -200,3 +169,80 @@ def test_auto_keep_searches_on_the_validation_split_and_records_what_it_kept(tin
     report = json.loads((tmp_path / "drift_report.json").read_text())
     assert report["reference"]["split"] == "val"
     assert report["artifacts"]["onnx-int8"]["kept_fp"] == kept == record["kept_fp"]
+
+
+def _ln_input_types(path):
+    import onnx
+
+    proto = onnx.shape_inference.infer_shapes(onnx.load(str(path)))
+    types = {v.name: v.type.tensor_type.elem_type for v in proto.graph.value_info}
+    return {types.get(n.input[0]) for n in proto.graph.node if n.op_type == "LayerNormalization"}
+
+
+def test_stages_run_alone_on_one_state(tiny_checkpoint, synthetic_data, tmp_path):
+    """fp32 then int8 then drift, without fp16, embed, engine or the final write."""
+    from corese_edge.export.pipeline import prepare_export, stage_drift, stage_fp32, stage_int8
+
+    state = prepare_export(_cfg(tiny_checkpoint, synthetic_data, tmp_path, int8=True, engine=False))
+    with pytest.raises(RuntimeError, match="run stage_fp32 first"):
+        stage_int8(state)
+    stage_fp32(state)
+    assert set(state.artifacts) == {"onnx-fp32"} and state.details["parity"]["max_abs_logit_diff"] <= 1e-4
+    assert state.labels is not None and len(state.labels) == 84
+    stage_int8(state)
+    assert set(state.artifacts) == {"onnx-fp32", "onnx-int8"}
+    assert state.details["int8"] == {"high_precision": "fp16", "keep_fp32_ops": [], "keep_fp32_nodes": [], "opset": 19}
+    assert state.details["calibration"]["images"] == 8 and state.kept == ()
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["model.onnx", "model.int8.onnx", state.work.name])
+    state.close()
+    assert not state.work.exists()
+    stage_drift(state)
+    assert set(state.report.artifacts) == {"onnx-fp32", "onnx-int8"}
+    assert state.report.artifacts["onnx-int8"]["ort_graph_optimizations"] == "disabled"
+    assert set(state.census) == {"onnx-fp32", "onnx-int8"}
+    assert not (tmp_path / "drift_report.json").exists() and not (tmp_path / "export.json").exists()
+
+
+def test_int8_keeps_layernorm_in_fp32_only_when_the_selection_split_justifies_it(
+        tiny_checkpoint, synthetic_data, tmp_path, monkeypatch):
+    """The drops on the validation split carved from train decide; here they are given (the
+    measurement itself runs for real in test_stages_run_alone_on_one_state and tiny_export)."""
+    from corese_edge.export.pipeline import prepare_export, stage_fp32, stage_int8
+
+    state = prepare_export(_cfg(tiny_checkpoint, synthetic_data, tmp_path, int8=True, engine=False, max_drift=1.0))
+    stage_fp32(state)
+    int8 = tmp_path / "model.int8.onnx"
+    for drops, kept in [((3.0, 0.5), ["LayerNormalization"]),  # over the limit, and keeping LN helps
+                        ((3.0, 4.0), []),  # over the limit, keeping LN does not help
+                        ((0.5,), [])]:  # within the limit: not even tried
+        measured, modes = iter(drops), []
+
+        def drop(model, reference_arithmetic=False):
+            modes.append(reference_arithmetic)
+            return next(measured)
+
+        monkeypatch.setattr(state, "selection_drop", drop)
+        state.notes.clear()
+        stage_int8(state)
+        assert state.details["int8"]["keep_fp32_ops"] == kept
+        assert modes == [True] * len(drops)  # every drop measured as TensorRT computes it
+        assert _ln_input_types(int8) == ({1} if kept else {10})  # FLOAT vs FLOAT16
+        assert bool(state.notes) == bool(kept)
+    state.close()
+
+
+def test_export_json_and_drift_report_carry_the_precision_census(tiny_export):
+    record = json.loads(tiny_export.export_json.read_text())
+    report = json.loads((tiny_export.out_dir / "drift_report.json").read_text())
+    onnx_artifacts = {n for n, p in tiny_export.artifacts.items() if p.suffix == ".onnx"}
+    assert set(record["census"]) == onnx_artifacts and len(onnx_artifacts) == 6
+    int8 = record["census"]["onnx-int8"]
+    assert int8["fp32_nodes"] == [] and int8["int8_flop_share"] > 0.95
+    assert int8["precisions"]["fp16"]["nodes"] > 0 and int8["precisions"]["fp32"]["nodes"] == 0
+    assert record["census"]["onnx-fp16"]["precisions"]["fp16"]["flop_share"] == 1.0
+    assert record["census"]["onnx-fp32"]["precisions"]["fp32"]["flop_share"] == 1.0
+    for name in ("onnx-fp32", "onnx-fp16", "onnx-int8"):
+        assert report["artifacts"][name]["census"] == record["census"][name]
+    assert record["int8"] == {"high_precision": "fp16", "keep_fp32_ops": [], "keep_fp32_nodes": [], "opset": 19}
+    assert report["artifacts"]["onnx-int8"]["high_precision"] == "fp16"
+    assert "| onnx-int8 |" in (tiny_export.out_dir / "drift_report.md").read_text()

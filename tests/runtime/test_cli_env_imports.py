@@ -129,3 +129,32 @@ print('LOADED', bad)
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert "LOADED []" in out.stdout, out.stdout
+
+
+@pytest.mark.parametrize("driver, extra, fits", [(12020, "trt-cu12", False), (13000, "trt-cu13", True)])
+def test_env_names_the_driver_cuda_version_and_the_extra_that_fits(monkeypatch, driver, extra, fits):
+    """JetPack 6.0's CUDA 12.2 driver with cuda-python 13.5 installed: env names the driver's CUDA,
+    the extra to install, and says the GPU is hidden by the mismatch rather than absent."""
+    import corese_edge.runtime.cuda as cuda_mod
+    from corese_edge.env_report import collect_env, format_env
+    from tests.runtime.fakes import FakeCudart
+
+    fake = FakeCudart(driver=driver, runtime=13050, gpu_name="NVIDIA L4", cc="8.9")
+    monkeypatch.setattr(cuda_mod, "import_cudart", lambda: (fake, "cuda.bindings.runtime"))
+    monkeypatch.setitem(sys.modules, "pycuda.driver", None)
+    monkeypatch.setitem(sys.modules, "pycuda", None)
+    report = collect_env()
+    version = f"{driver // 1000}.{driver % 1000 // 10}"
+    assert report["cuda_driver"] == {"cuda_version": version, "extra": extra, "cuda_python_cuda": "13.5", "fits": fits}
+    text = format_env(report)
+    line = next(l for l in text.splitlines() if l.startswith("cuda driver"))
+    assert f"CUDA {version} (fits corese-edge[{extra}])" in line
+    plan_row = {c["command"]: c for c in report["commands"]}["predict / bench with .plan"]
+    if fits:
+        assert report["gpus"][0]["name"] == "NVIDIA L4" and "cannot use it" not in line
+        assert "cuda-python" not in plan_row["missing"]
+    else:
+        assert "the installed cuda-python is built for CUDA 13.5 and cannot use it" in line
+        assert not report["gpus"] and "older than the CUDA 13.5" in report["no_gpu_reason"]
+        assert f"pip install 'corese-edge[{extra}]'" in plan_row["missing"]
+        assert "an NVIDIA GPU" not in plan_row["missing"]  # the GPU is there; the CUDA layer does not fit

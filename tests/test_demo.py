@@ -1,0 +1,58 @@
+"""``corese-edge demo`` end to end, in its quick mode: every file it promises exists, and the
+accuracy it prints is the one in the run's report.json."""
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from corese_edge.cli import cli
+
+#: what the closing summary lists (label -> must it be there?)
+SUMMARY_FILES = ("checkpoint", "report", "confusion matrix", "training curves", "export dir", "drift plot",
+                 "bench json", "bench plot")
+EXPORT_FILES = ("model.onnx", "model.fp16.onnx", "model.int8.onnx", "drift_report.json", "drift_report.md",
+                "export.json")
+
+
+@pytest.mark.slow
+def test_quick_demo_writes_what_it_promises_and_prints_the_reported_accuracy(tmp_path):
+    out = tmp_path / "demo"
+    res = CliRunner().invoke(cli, ["demo", "--out", str(out), "--epochs", "2", "--img-size", "32",
+                                   "--images-per-class", "12"])
+    assert res.exit_code == 0, res.output
+    assert "Traceback" not in res.output
+    text = res.output
+    summary = text[text.index("\nsummary\n"):]
+    listed = dict(re.findall(r"^  (\S+(?: \S+)*?) {2,}(.+)$", summary, flags=re.M))
+    for label in SUMMARY_FILES:
+        assert label in listed, f"summary lacks {label!r}:\n{summary}"
+        assert Path(listed[label]).exists(), f"{label}: {listed[label]} does not exist"
+    export_dir = Path(listed["export dir"])
+    for name in EXPORT_FILES:
+        assert (export_dir / name).is_file(), name
+    # the quick options took effect
+    report = json.loads(Path(listed["report"]).read_text())
+    assert report["test"]["num_images"] == 7 * 3
+    config = (out / "run" / "config.yaml").read_text()
+    assert re.search(r"^img_size: 32$", config, flags=re.M) and re.search(r"^epochs: 2$", config, flags=re.M)
+    # the accuracy printed (twice) is the SWA model's test accuracy from report.json
+    want = f"{report['test']['accuracy']:.2%}"
+    assert listed["test accuracy"] == want
+    assert re.search(rf"SWA model: test accuracy {re.escape(want)}", text)
+
+
+@pytest.mark.parametrize("option,value,message", [
+    ("--img-size", "8", "--img-size must be at least 32"),
+    ("--images-per-class", "2", "--images-per-class must be at least 4"),
+    ("--epochs", "0", "--epochs must be at least 1"),
+])
+def test_bad_quick_options_are_one_line(tmp_path, option, value, message):
+    res = CliRunner().invoke(cli, ["demo", "--out", str(tmp_path / "d"), option, value])
+    assert res.exit_code == 2
+    assert res.output.strip().splitlines() == [f"error: {res.output.strip()[7:]}"]
+    assert message in res.output
+    assert not (tmp_path / "d").exists()
