@@ -152,7 +152,9 @@ def command_support(report: dict[str, Any]) -> list[CommandSupport]:
     trt = report["tensorrt"]
     cuda_ok = any(v["status"] == "ok" for v in report["cuda_layers"].values())
     driver = report.get("cuda_driver") or {}
-    extra = driver.get("extra") or "trt-cu12' or 'corese-edge[trt-cu13]"
+    install = (f"pip install 'corese-edge[{driver['extra']}]'" if driver.get("extra") else
+               "pip install 'corese-edge[trt-cu12]' (drivers older than 580, JetPack 6.x) or "
+               "'corese-edge[trt-cu13]' (580+, JetPack 7)")
     rows = []
     m = have("torch", "timm", "albumentations")
     rows.append(CommandSupport("train", not m, need(m, "train")))
@@ -170,11 +172,11 @@ def command_support(report: dict[str, Any]) -> list[CommandSupport]:
     if trt["status"] != "ok":
         why.append("a TensorRT runtime (tensorrt, or tensorrt-lean-cu13-bindings + tensorrt-lean-cu13-libs)")
     if not cuda_ok:
-        why.append(f"cuda-python or pycuda: pip install 'corese-edge[{extra}]'")
+        why.append(f"cuda-python or pycuda: {install}")
     elif driver.get("fits") is False and report["cuda_layers"].get("pycuda", {}).get("status") != "ok":
         why.append(
             f"a cuda-python for this driver's CUDA {driver.get('cuda_version')} (the installed one is built for "
-            f"CUDA {driver.get('cuda_python_cuda')}): pip install 'corese-edge[{extra}]'"
+            f"CUDA {driver.get('cuda_python_cuda')}): {install}"
         )
     if not gpu and driver.get("fits") is not False:
         why.append("an NVIDIA GPU")

@@ -166,6 +166,22 @@ def test_run_plan_enforces_budgets_and_the_total(gc, tmp_path):
     assert not any(r.ok for r in results[:3]) and results[3].ok
 
 
+def test_trt_bench_rows_survive_a_timeout(gc, tmp_path):
+    """The step rewrites its JSON after each precision; a timeout keeps what was finished."""
+    step = gc.make_plan(_machine(), None, 1.0, tmp_path)[1]
+    assert step.name == "trt-bench"
+
+    def runner(argv, timeout, **kw):
+        (tmp_path / "trt-bench.json").write_text(json.dumps({"results": [_trt_row("int8", "trt", 1)], "build_s": {"int8": 80.0}}))
+        raise subprocess.TimeoutExpired(argv, timeout)
+
+    r = gc.run_step(step, 165, tmp_path, runner)
+    assert r.status == "timeout" and "kept 1 rows" in r.summary
+    [gpu, _] = gc.build_runs([r], "2026-12-01T10:00:00+00:00", 170.0)
+    assert [row["precision"] for row in gpu["results"]] == ["int8"]
+    assert gpu["not_run"][0]["reason"].startswith("stopped after 165 s; kept 1 rows")
+
+
 JUNIT = """<?xml version="1.0" encoding="utf-8"?><testsuites><testsuite name="pytest" errors="0" failures="1" skipped="2" tests="4">
 <testcase classname="tests.gpu.test_trt_engines" name="test_a[fp16]" time="1.0"/>
 <testcase classname="tests.gpu.test_trt_engines" name="test_b" time="1.0"><failure message="AssertionError: INT8 plan 9 B vs FP16 plan 10 B">trace</failure></testcase>
@@ -296,3 +312,36 @@ def test_trt_skip_and_failed_steps_are_recorded_as_not_run(gc, tmp_path):
     assert gpu["not_run"][0]["reason"] == "exit 2: error: TensorRT could not parse"
     assert ratios["items"] == [{"what": "step trt-bench", "value": "exit 2: error: TensorRT could not parse",
                                 "target": "within 180 s", "verdict": "FAILED"}]
+
+
+# --------------------------------------------------------------------------- the suite gpu_check runs
+
+
+@pytest.mark.slow
+def test_gpu_suite_skips_cleanly_here_with_reasons(tmp_path):
+    """What gpu_check's first step runs, on a machine without a GPU: every test skipped, each with
+    its reason, and no fixture (training, export) started."""
+    from corese_edge.bench.machine import gpus
+
+    if gpus()[0]:
+        pytest.skip("a GPU is visible here: the suite would run")
+    junit = tmp_path / "junit.xml"
+    proc = subprocess.run([sys.executable, "-m", "pytest", "-m", "gpu or trt", "tests/gpu", "-q", "-ra",
+                           "-p", "no:cacheprovider", f"--junitxml={junit}", f"--basetemp={tmp_path / 'base'}"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-2000:]
+    spec = importlib.util.spec_from_file_location("gpu_check_junit", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["gpu_check_junit"] = module
+    try:
+        spec.loader.exec_module(module)
+        report = module.parse_junit(junit)
+    finally:
+        sys.modules.pop("gpu_check_junit", None)
+    assert report["passed"] == report["failed"] == 0 and report["skipped"] >= 15
+    for skip in report["skips"]:
+        assert skip["message"].startswith("no CUDA GPU: "), skip
+        if ".test_trt_engines::" in skip["test"]:
+            assert "TensorRT with its builder is not installed" in skip["message"], skip
+    assert "SKIPPED" in proc.stdout and "no CUDA GPU" in proc.stdout  # -ra names the reason
+    assert not (tmp_path / "base").exists() or not any((tmp_path / "base").rglob("*.pt"))  # nothing was trained

@@ -4,10 +4,16 @@ Public API::
 
     from corese_edge.export import ExportConfig, make_export_config, run_export, build_engine
 
+Pipeline stages over one ``ExportState`` (each callable alone, ``corese_edge.export.pipeline``):
+``prepare_export``, ``stage_fp32``, ``stage_fp16``, ``stage_int8``, ``stage_embed``,
+``stage_drift``, ``stage_engine``, ``stage_write``.
+
 Stage modules (each usable alone): ``onnx_fp32`` (export_onnx, read_metadata), ``fp16``
-(convert_fp16), ``int8`` (prepare_for_quantization, calibrate, quantize_int8), ``modelopt``
+(convert_fp16), ``int8`` (prepare_for_quantization, calibrate, quantize_int8, to_fp16_qdq,
+weakly_typed_qdq), ``modelopt``
 (quantize_modelopt), ``drift`` (DriftReport, DriftGateFailed), ``tensorrt`` (build_engine),
-``embed`` (embed_preprocess), ``targets`` (the capability table), ``profiles`` (export/NAME.yaml).
+``embed`` (embed_preprocess), ``census`` (precision_census), ``targets`` (the capability table),
+``profiles`` (export/NAME.yaml).
 """
 from __future__ import annotations
 

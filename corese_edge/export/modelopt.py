@@ -68,8 +68,10 @@ def quantize_modelopt(
 ) -> Path:
     """Quantize ``onnx_in`` to symmetric INT8 Q/DQ with ModelOpt, calibrating on ``batches``; write ``onnx_out``.
 
-    ``batches`` are float32 NCHW arrays (one is in memory at a time).  ``keep_fp`` are exact node
-    names left unquantized.  ``high_precision_dtype`` is the type of everything ModelOpt does not
+    ``batches`` are float32 NCHW arrays (one is in memory at a time).  ModelOpt leaves a Gemm/MatMul
+    unquantized when its output in the *first* batch has a dimension of 1 (a GEMV) or an N or K
+    below 16, so a first batch of 1 image leaves the SE and classifier GEMMs in FP16; the export
+    pipeline calibrates in batches of 8.  ``keep_fp`` are exact node names left unquantized.  ``high_precision_dtype`` is the type of everything ModelOpt does not
     quantize (``"fp16"``: TensorRT's strongly typed INT8+FP16 graph; ``"fp32"``); graph inputs and
     outputs stay FP32 either way.  The corese-edge metadata of ``onnx_in`` is copied; ``onnx_in`` is
     not modified.  Bad input (an unreadable model, no images, images of the wrong shape, or
@@ -189,10 +191,11 @@ def _run_child(spec: Path, onnx_in: Path) -> None:
 
 
 def _rule_violations(proto) -> list[str]:
-    """Q/DQ problems TensorRT would reject: the shared rules check (strong typing, as ModelOpt targets)."""
-    from corese_edge.export.int8 import qdq_problems
+    """Q/DQ problems TensorRT would reject: the rules both quantizers are held to, under strong typing
+    (what ModelOpt targets; its FP32 form passes them too)."""
+    from corese_edge.export.qdq_rules import qdq_rule_violations
 
-    return qdq_problems(proto)
+    return qdq_rule_violations(proto, strongly_typed=True)
 
 
 # ----------------------------------------------------------------------------------- child side

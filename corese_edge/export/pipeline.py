@@ -445,6 +445,7 @@ def stage_int8(state: ExportState) -> None:
                                     "flavour": flavour}
     int8_path = state.out / T.onnx_artifact("int8").filename
     keep_ops: tuple[str, ...] = ()
+    reasons: dict[str, str] = {}
     if cfg.quantizer == "modelopt":
         from corese_edge.data.calibration import CalibrationBatches
         from corese_edge.export.int8 import match_nodes
@@ -454,10 +455,13 @@ def stage_int8(state: ExportState) -> None:
         quantize_modelopt(fp32_path, int8_path, CalibrationBatches(state.calib_paths, state.prep, 8), cfg.calib_method,
                           state.kept, high_precision_dtype=high_precision)
     else:
-        keep_ops = _quantize_ort(state, int8_path)
+        keep_ops, reasons = _quantize_ort(state, int8_path)
     state.artifacts["onnx-int8"] = int8_path
     state.details["int8"] = {"high_precision": high_precision, "keep_fp32_ops": list(keep_ops),
                              "keep_fp32_nodes": list(state.kept), "opset": _opset(int8_path)}
+    reasons.update({name: "--keep-fp" for name in state.kept if name not in reasons})
+    if reasons:  # why each FP32 layer or op type is FP32
+        state.details["int8"]["keep_fp32_reasons"] = reasons
 
 
 def stage_embed(state: ExportState) -> None:
@@ -682,10 +686,11 @@ def _check_embedded(artifacts: dict[str, Path], data: _Data, prep) -> dict[str, 
     return {"images": len(samples), "max_abs_logit_diff_vs_fp32": diff}
 
 
-def _quantize_ort(state: ExportState, int8_path: Path) -> tuple[str, ...]:
+def _quantize_ort(state: ExportState, int8_path: Path) -> tuple[tuple[str, ...], dict[str, str]]:
     """ONNX Runtime's quantizer: calibrate once, quantize with ``--keep-fp``; for an FP16 graph,
     keep :data:`fp16.SENSITIVE_FP16_OPS` in FP32 when the selection split shows a drop over the
-    limit that they lower; then ``--auto-keep``.  Sets ``state.kept``; returns the op types kept in FP32."""
+    limit that they lower; then ``--auto-keep``.  Sets ``state.kept``; returns the op types kept in
+    FP32 and the reason for each op type and ``--auto-keep`` layer kept."""
     from corese_edge.data.calibration import CalibrationBatches
     from corese_edge.export import int8 as int8_stage
     from corese_edge.export.evaluation import OnnxLogits
@@ -708,7 +713,7 @@ def _quantize_ort(state: ExportState, int8_path: Path) -> tuple[str, ...]:
                                         high_precision=high_precision, keep_fp32_ops=keep_ops)
 
     quantize(user_keep, (), int8_path)
-    kept, keep_ops = tuple(user_keep), ()
+    kept, keep_ops, reasons = tuple(user_keep), (), {}
     drop = None
     if flavour.high_precision == "fp16":
         drop = state.selection_drop(int8_path, ref_arith)
@@ -718,6 +723,8 @@ def _quantize_ort(state: ExportState, int8_path: Path) -> tuple[str, ...]:
                 shutil.move(os.fspath(work / "int8-keep.onnx"), os.fspath(int8_path))
                 state.notes.append(f"INT8 dropped {drop:.2f} pp on the validation split carved from train; "
                                    f"{', '.join(SENSITIVE_FP16_OPS)} kept in FP32 instead of FP16 ({trial_drop:.2f} pp)")
+                reasons.update({op: f"INT8+FP16 dropped {drop:.2f} pp on the validation split carved from train, "
+                                    f"{trial_drop:.2f} pp with it in FP32" for op in SENSITIVE_FP16_OPS})
                 keep_ops, drop = SENSITIVE_FP16_OPS, trial_drop
     if cfg.auto_keep:
         x, _ = state.selection_images()
@@ -743,6 +750,7 @@ def _quantize_ort(state: ExportState, int8_path: Path) -> tuple[str, ...]:
 
             search = int8_stage.search_keep(ranking, drop_of, cfg.max_drift, drop)
             kept = tuple(user_keep) + search.kept
+            reasons.update({name: "--auto-keep" for name in search.kept})
             quantize(kept, keep_ops, int8_path)
             state.details["auto_keep"] = search.to_dict()
             state.notes.append(
@@ -753,7 +761,7 @@ def _quantize_ort(state: ExportState, int8_path: Path) -> tuple[str, ...]:
         else:
             state.details["auto_keep"] = {"kept": [], "drop_pp_before": drop, "drop_pp_after": drop, "reached_limit": True}
     state.kept = kept
-    return keep_ops
+    return keep_ops, reasons
 
 
 def _engine_drift(report, built, precision: str, cfg: ExportConfig, data: _Data, prep, notes: list[str]) -> None:

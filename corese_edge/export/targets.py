@@ -54,8 +54,9 @@ class Target:
     """What a deployment target supports.
 
     ``int8_flavour``: ``"s8s8"`` is symmetric int8 Q/DQ (zero points 0, per-channel weights, float
-    bias), the form TensorRT requires; ``"u8s8"`` is uint8 activations / int8 weights for ONNX
-    Runtime's fast CPU kernels.  ``int8_reference_arithmetic``: evaluate the INT8 graph in ONNX
+    bias), the form TensorRT requires, with FP16 everywhere that is not INT8 (opset 19, FP32 I/O;
+    :mod:`corese_edge.export.int8`); ``"u8s8"`` is uint8 activations / int8 weights, FP32 elsewhere,
+    for ONNX Runtime's fast CPU kernels.  ``int8_reference_arithmetic``: evaluate the INT8 graph in ONNX
     Runtime with graph optimizations disabled (DESIGN decision 2: on AVX2 without VNNI the fused
     S8S8 kernels saturate, so only the unfused Q/DQ arithmetic is a faithful reference for what
     TensorRT computes).
@@ -86,7 +87,7 @@ TARGETS: dict[str, Target] = {
             int8_flavour="s8s8",
             int8_reference_arithmetic=True,
             engines=True,
-            description="TensorRT 8.6 / 10.x / 11.x on a desktop GPU or a Jetson (S8S8 Q/DQ, FP16 ONNX)",
+            description="TensorRT 8.6 / 10.x / 11.x on a desktop GPU or a Jetson (S8S8 Q/DQ with FP16 elsewhere, FP16 ONNX)",
         ),
         Target(
             name="cpu",

@@ -30,6 +30,7 @@ corese-edge is developed.
 """
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import hashlib
 import json
@@ -436,9 +437,13 @@ def check_hardware_compat(level: str, gpu: GpuInfo) -> None:
     The TensorRT developer guide ("Hardware Compatibility", 8.6 onwards) says hardware
     compatibility is supported only for Ampere and later architectures and not on JetPack or DRIVE
     OS; ``kAMPERE_PLUS`` "is only supported for engines built on NVIDIA Ampere and later GPUs"
-    (include/NvInfer.h, tag v10.16).  Jetsons are recognised by ``cudaDeviceProp.integrated``.
+    (include/NvInfer.h, tag v10.16).  Jetsons are recognised as the runner recognises them
+    (:func:`corese_edge.runtime.cuda.is_integrated`: ``cudaDeviceProp.integrated``, or a Tegra-only
+    compute capability), so the builder never makes a plan the runner would refuse on its device.
     """
-    if gpu.integrated:
+    from corese_edge.runtime.cuda import is_integrated
+
+    if is_integrated(gpu):
         raise UserError(
             f"--hardware-compat {level} is not supported on {gpu.name}, an integrated (Jetson) GPU: NVIDIA "
             "supports hardware-compatible engines only on discrete Ampere-or-newer GPUs, not on JetPack; "
@@ -522,7 +527,8 @@ def commit_plan(plan_path: str | os.PathLike, plan_bytes: bytes, info: dict[str,
     """
     plan_path = Path(plan_path)
     sidecar = sidecar_path(plan_path)
-    if info.get("schema") is None or info.get("plan_size") != len(plan_bytes):
+    if (info.get("schema") is None or info.get("plan_size") != len(plan_bytes)
+            or info.get("plan_sha256") != hashlib.sha256(plan_bytes).hexdigest()):
         raise ValueError("the sidecar must carry a schema and the plan's size and sha256")
     plan_path.parent.mkdir(parents=True, exist_ok=True)
     text = (json.dumps(info, indent=2) + "\n").encode("utf-8")
@@ -535,8 +541,10 @@ def commit_plan(plan_path: str | os.PathLike, plan_bytes: bytes, info: dict[str,
         try:
             os.replace(sidecar_tmp, sidecar)
         except BaseException:
-            # never leave a new plan beside a sidecar that does not describe it
-            plan_path.unlink(missing_ok=True)
+            # never leave a new plan beside a sidecar that does not describe it (should even this
+            # fail, the runner still refuses the pair: the sidecar's sha256 is not the plan's)
+            with contextlib.suppress(OSError):
+                plan_path.unlink(missing_ok=True)
             raise
         temps.remove(sidecar_tmp)
         _fsync_dir(plan_path.parent)

@@ -1,9 +1,10 @@
 """TensorRT runner: a ``.plan`` plus its sidecar ``.plan.json``, run with the named-tensor API.
 
-Only the API common to TensorRT 8.5 through 11 is used (``num_io_tensors``, ``get_tensor_name`` /
-``get_tensor_mode`` / ``get_tensor_shape`` / ``get_tensor_dtype``, ``get_tensor_profile_shape``,
-``set_input_shape``, ``set_tensor_address``, ``execute_async_v3``; see "Running an engine" in
-shared/TENSORRT.md and the TensorRT Python API reference for ``IExecutionContext``).
+The named-tensor API common to TensorRT 8.6 through 11 is used (``num_io_tensors``,
+``get_tensor_name`` / ``get_tensor_mode`` / ``get_tensor_shape`` / ``get_tensor_dtype``,
+``get_tensor_profile_shape``, ``set_input_shape``, ``set_tensor_address``, ``execute_async_v3``;
+see "Running an engine" in shared/TENSORRT.md and the TensorRT Python API reference for
+``IExecutionContext``); only the execution-context memory calls differ by version (below).
 
 Before anything is deserialized, :meth:`TrtRunner.activate` checks, each failure being one
 :class:`~corese_edge.errors.UserError` line (a foreign or broken plan must never segfault; the lean
@@ -16,8 +17,8 @@ runtime does segfault when it deserializes without a GPU):
    an Ampere-or-newer *discrete* GPU: NVIDIA does not support hardware compatibility on Jetson /
    integrated GPUs, so such a plan is refused there, Orin's 8.7 included), and the same name (a
    different name with the same compute capability only warns);
-5. the installed TensorRT can load it: the same major.minor.patch.build for a normal plan; for a version-compatible
-   plan (``BuilderFlag.VERSION_COMPATIBLE``) the same major and not older, or the 8 -> 10 and
+5. the installed TensorRT can load it: the same major.minor.patch.build for a normal plan; for a
+   version-compatible plan (``BuilderFlag.VERSION_COMPATIBLE``) the same major and not older, or the 8 -> 10 and
    10 -> 11 steps TensorRT documents.  The lean runtime (``tensorrt_lean``, or
    ``tensorrt_lean_bindings`` from the PyPI wheels ``tensorrt-lean-cu13-bindings`` +
    ``tensorrt-lean-cu13-libs``) loads only version-compatible plans, and for those
@@ -47,10 +48,12 @@ or the graph cannot be instantiated, a warning is logged, every graph object is 
 batch runs with plain enqueue on its context.  Transfers stay outside the graph so H2D / compute /
 D2H keep their own timings.
 
-Thread safety: a TrtRunner owns one execution context, one stream and one set of buffers, and
+Thread safety: a TrtRunner owns its execution contexts, one stream and one set of buffers, and
 TensorRT allows an execution context to be used by one thread at a time.  Use one TrtRunner per
 thread (each deserializes its own engine); calling one runner from two threads at once raises a
-UserError instead of corrupting its buffers.
+UserError instead of corrupting its buffers.  A runner may be called from a thread other than the
+one that activated it: every CUDA call runs inside the CUDA layer's ``scope()``, which makes the
+runner's device (and, for pycuda, its context) current on the calling thread.
 """
 from __future__ import annotations
 
@@ -246,8 +249,8 @@ def check_trt_version(plan: Path, sidecar: PlanSidecar, installed: str, module_n
                 f"TensorRT {sidecar.trt_version}"
             )
         # A plan that is not version-compatible loads only on the exact TensorRT that built it,
-        # build number included (TensorRT developer guide, "Version Compatibility": "by default,
-        # TensorRT engines are compatible only with the version of TensorRT with which they are built").
+        # build number included (TensorRT developer guide, "Version Compatibility"; the runtime
+        # compares the full version stored in the plan).
         if len(built) < 4 or len(have) < 4:
             log.warning("TensorRT version %s or %s lacks a build number; comparing major.minor.patch only",
                         sidecar.trt_version, installed)

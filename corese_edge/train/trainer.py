@@ -5,6 +5,10 @@ Run folder (``cfg.out``)::
 
     config.yaml  metrics.jsonl  checkpoints/last.pt  checkpoints/best.pt  swa_final.pt
     report.json  confusion_matrix.png  curves.png
+
+``metrics.jsonl`` holds one row per epoch: train loss and accuracy, the validation metrics,
+``lr`` (after the epoch), ``step_lr`` (the learning rate of each optimizer step, in order),
+throughput, and ``swa_models`` (how many epochs SWA has averaged so far).
 """
 from __future__ import annotations
 

@@ -80,3 +80,18 @@ def test_class_without_images_is_reported_as_unknown():
 def test_shapes_must_match(report):
     with pytest.raises(ValueError):
         report.add("onnx-int8", np.zeros((3, 3), dtype=np.float32))
+
+
+def test_census_travels_in_the_entries_and_the_markdown(report, tmp_path):
+    census = {"precisions": {"int8": {"nodes": 3, "flops": 90, "flop_share": 0.9},
+                             "fp16": {"nodes": 1, "flops": 4, "flop_share": 0.04},
+                             "fp32": {"nodes": 2, "flops": 6, "flop_share": 0.06}},
+              "fp32_nodes": [{"name": "/head/Gemm", "op_type": "Gemm", "flops": 4},
+                             {"name": "/ln", "op_type": "LayerNormalization", "flops": 2}]}
+    report.add("onnx-int8", _onehot([0, 0, 1, 1, 2, 2, 2, 0, 0, 1]), census=census)
+    report.add("onnx-fp16", _onehot([0, 0, 1, 1, 2, 2, 2, 0, 0, 1]))
+    json_path, md_path, _ = report.write(tmp_path)
+    assert json.loads(json_path.read_text())["artifacts"]["onnx-int8"]["census"] == census
+    md = md_path.read_text()
+    assert "| onnx-int8 | 90.00% | 4.00% | 6.00% | 2: `/head/Gemm`, `/ln` |" in md
+    assert "| onnx-fp16 | " not in md.split("Precision census")[1]  # no census, no row

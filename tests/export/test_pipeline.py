@@ -169,6 +169,8 @@ def test_auto_keep_searches_on_the_validation_split_and_records_what_it_kept(tin
     report = json.loads((tmp_path / "drift_report.json").read_text())
     assert report["reference"]["split"] == "val"
     assert report["artifacts"]["onnx-int8"]["kept_fp"] == kept == record["kept_fp"]
+    assert record["int8"]["keep_fp32_nodes"] == kept
+    assert record["int8"].get("keep_fp32_reasons", {}) == {name: "--auto-keep" for name in kept}
 
 
 def _ln_input_types(path):
@@ -179,6 +181,7 @@ def _ln_input_types(path):
     return {types.get(n.input[0]) for n in proto.graph.node if n.op_type == "LayerNormalization"}
 
 
+@pytest.mark.slow
 def test_stages_run_alone_on_one_state(tiny_checkpoint, synthetic_data, tmp_path):
     """fp32 then int8 then drift, without fp16, embed, engine or the final write."""
     from corese_edge.export.pipeline import prepare_export, stage_drift, stage_fp32, stage_int8
@@ -203,6 +206,7 @@ def test_stages_run_alone_on_one_state(tiny_checkpoint, synthetic_data, tmp_path
     assert not (tmp_path / "drift_report.json").exists() and not (tmp_path / "export.json").exists()
 
 
+@pytest.mark.slow
 def test_int8_keeps_layernorm_in_fp32_only_when_the_selection_split_justifies_it(
         tiny_checkpoint, synthetic_data, tmp_path, monkeypatch):
     """The drops on the validation split carved from train decide; here they are given (the
@@ -225,6 +229,8 @@ def test_int8_keeps_layernorm_in_fp32_only_when_the_selection_split_justifies_it
         state.notes.clear()
         stage_int8(state)
         assert state.details["int8"]["keep_fp32_ops"] == kept
+        reasons = state.details["int8"].get("keep_fp32_reasons", {})
+        assert list(reasons) == kept and all("3.00 pp" in r and "0.50 pp" in r for r in reasons.values())
         assert modes == [True] * len(drops)  # every drop measured as TensorRT computes it
         assert _ln_input_types(int8) == ({1} if kept else {10})  # FLOAT vs FLOAT16
         assert bool(state.notes) == bool(kept)

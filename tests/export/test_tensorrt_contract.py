@@ -249,7 +249,13 @@ def test_if_the_sidecar_cannot_be_written_no_plan_is_left(onnx_files, tmp_path, 
     assert list(tmp_path.iterdir()) == []  # no plan, no sidecar, no temporary files
 
 
-@pytest.mark.slow
+def test_commit_refuses_a_sidecar_that_does_not_vouch_for_its_plan(tmp_path):
+    info = {"schema": T.PLAN_SCHEMA, "plan_size": 4, "plan_sha256": "0" * 64}
+    with pytest.raises(ValueError, match="size and sha256"):
+        T.commit_plan(tmp_path / "m.plan", b"PLAN", info)
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_a_crash_between_plan_and_sidecar_is_refused_by_the_runner(onnx_files, tmp_path):
     """SIGKILL after the new plan is in place but before its sidecar: the runner's sha256 check refuses the pair."""
     trt = make_fake_tensorrt("10.3.0")
@@ -297,7 +303,11 @@ def test_a_failing_census_never_fails_the_build(onnx_files, tmp_path, monkeypatc
     assert check_plan_file(built.plan, PlanSidecar.read(built.sidecar))
 
 
-@pytest.mark.parametrize("gpu, message", [(ORIN, "integrated .*Jetson.* not on JetPack"), (T4, "Ampere or newer")])
+@pytest.mark.parametrize("gpu, message", [
+    (ORIN, "integrated .*Jetson.* not on JetPack"),
+    (T.GpuInfo("Orin", "8.7"), "integrated"),  # no integrated flag (torch without is_integrated): Orin's 8.7
+    (T4, "Ampere or newer"),
+])
 def test_hardware_compat_is_refused_where_nvidia_does_not_support_it(gpu, message, onnx_files, tmp_path):
     trt = make_fake_tensorrt("10.13.0")
     with pytest.raises(UserError, match=message):
@@ -326,12 +336,13 @@ def test_parser_errors_are_reported_in_one_line(onnx_files, tmp_path):
     def broken(self, model, path=None):
         self.errors.append(trt.ParserError("UNSUPPORTED_NODE", "unsupported attribute", 12, "/stem/conv", "Conv",
                                            "importConv"))
+        self.errors.append(trt.ParserError("INVALID_NODE", "bad input", 13, "/stem/act", "Erf", "importErf"))
         return False
 
     trt.OnnxParser.parse = broken
     with pytest.raises(T.EngineBuildError,
                        match=r"could not parse .*In node 12 with name: /stem/conv and operator: Conv "
-                             r"\(importConv\): UNSUPPORTED_NODE: unsupported attribute") as info:
+                             r"\(importConv\): UNSUPPORTED_NODE: unsupported attribute; In node 13 .*bad input") as info:
         T.build_engine(onnx_files["fp32"], tmp_path / "m.plan", trt=trt, gpu=L4)
     assert "\n" not in str(info.value)
     assert not (tmp_path / "m.plan").exists()

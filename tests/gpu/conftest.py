@@ -139,7 +139,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             raise pytest.UsageError(f"{item.nodeid}: every test under tests/gpu must be marked gpu (and trt if it needs TensorRT)")
         reason = skip_reason(item)
         if reason:
-            item.add_marker(pytest.mark.skip(reason=reason))
+            pass
 
 
 # --------------------------------------------------------------------------- fixtures
@@ -158,26 +158,33 @@ def torch_cuda():
 
 @pytest.fixture(scope="session")
 def gpu_data(tmp_path_factory) -> Path:
-    """A synthetic set with a larger test split than ``synthetic_data``: 350 test images, so the
-    1.0 pp drift gate is 3.5 images wide instead of less than one image (84 images: 1.19 pp each)."""
+    """The demo's synthetic set (200 train and 50 test images per class, 100 px, seed 0).
+
+    Its 350 test images make the 1.0 pp drift gate 3.5 images wide; ``synthetic_data``'s 84 test
+    images would make one image 1.19 pp, wider than the gate.
+    """
     from corese_edge.data.synthetic import generate
 
-    return generate(tmp_path_factory.mktemp("gpu_synthetic") / "faces", train_per_class=60, test_per_class=50,
-                    size=64, seed=1)
+    return generate(tmp_path_factory.mktemp("gpu_synthetic") / "faces", train_per_class=200, test_per_class=50,
+                    size=100, seed=0)
 
 
 @pytest.fixture(scope="session")
 def gpu_run(gpu_data, tmp_path_factory):
-    """coresse-lite at 48 px, FP32 (the reference every artifact is compared with).
+    """The demo's training run: coresse-lite at 64 px, 20 epochs at lr 3e-3, SWA (96.6 % test accuracy
+    on the CPU; corese_edge/demo.py), in FP32 so that it is the reference every artifact is judged by.
 
+    A well-trained model puts few test images near a decision boundary, so the drift gate measures
+    precision rather than noise; issue 7's done criterion (INT8 within 1.0 pp) is stated on this run.
     Trained on CUDA when torch can use it, else on the CPU: a Jetson often has TensorRT from JetPack
     but a CPU-only torch from PyPI, and the TensorRT tests must still run there.
     """
+    from corese_edge.demo import DEMO_EPOCHS, DEMO_LR
     from corese_edge.train import TrainConfig, train
 
     cfg = TrainConfig(
-        data=str(gpu_data), model="coresse-lite", img_size=48, epochs=8, batch_size=32, lr=2e-3,
-        warmup_epochs=1, pretrained="none", workers=0, seed=0, amp="off", device="auto",
+        data=str(gpu_data), model="coresse-lite", img_size=64, epochs=DEMO_EPOCHS, batch_size=32, lr=DEMO_LR,
+        warmup_epochs=1, pretrained="none", workers=2, seed=0, amp="off", device="auto",
         out=str(tmp_path_factory.mktemp("gpu_runs") / "trained"), progress=False,
     )
     return train(cfg)

@@ -61,8 +61,8 @@ def test_export_builds_engine_with_complete_sidecar(gpu_export, gpu_run, precisi
     assert side["onnx_sha256"] == _sha256(onnx_path)
     assert side["trt_version"] == tensorrt.__version__
     assert side["class_names"] == list(ckpt.class_names)
-    assert side["preprocessing"]["size"] == 48
-    assert side["profile"]["input"] == {"min": [1, 3, 48, 48], "opt": [8, 3, 48, 48], "max": [32, 3, 48, 48]}
+    assert side["preprocessing"]["size"] == 64
+    assert side["profile"]["input"] == {"min": [1, 3, 64, 64], "opt": [8, 3, 64, 64], "max": [32, 3, 64, 64]}
     assert side["gpu_name"] and side["compute_capability"]
     flags = side["build"]["builder_flags"]
     if _trt_major() == 8:
@@ -77,10 +77,10 @@ def test_export_builds_engine_with_complete_sidecar(gpu_export, gpu_run, precisi
     assert isinstance(side["gpu_integrated"], bool)
     census = side["census"]
     assert census is not None and census["compute_nodes"] > 0
-    if precision == "int8":
-        assert census["int8_flop_share"] > 0.5, census["int8_flop_share"]
-    else:
-        assert census["int8_flop_share"] == 0
+    # the graph's census travels with the plan (issue 7 targets: INT8 >= 95 % of FLOPs in the INT8
+    # artifact; coresse-lite's TensorRT-flavour export measured 99.4 % on the CPU)
+    share = census["precisions"][precision]["flop_share"]
+    assert share >= 0.95, census["precisions"]
     record = json.loads(gpu_export.export_json.read_text())
     assert record["engines"][precision]["plan"] == plan.name
 
@@ -112,13 +112,13 @@ def test_build_engine_command_with_timing_cache(gpu_export, tmp_path):
         assert side["build"]["timing_cache"] == str(cache)
         # a cache made on this GPU by this TensorRT must be accepted the second time (no note)
         assert side["build"]["timing_cache_note"] is None, side["build"]["timing_cache_note"]
-        assert side["profile"]["input"]["max"] == [8, 3, 48, 48]
+        assert side["profile"]["input"]["max"] == [8, 3, 64, 64]
     with TrtRunner(plan) as runner:
         assert runner.max_batch == 8
-        x = np.zeros((8, 3, 48, 48), np.float32)
+        x = np.zeros((8, 3, 64, 64), np.float32)
         assert runner.infer({"input": x})["logits"].shape == (8, 7)
         with pytest.raises(UserError, match="maximum batch 8"):
-            runner.infer({"input": np.zeros((9, 3, 48, 48), np.float32)})
+            runner.infer({"input": np.zeros((9, 3, 64, 64), np.float32)})
 
 
 # --------------------------------------------------------------------------- loading
@@ -136,8 +136,8 @@ def test_plan_loads_with_its_sidecar(gpu_export, gpu_run, precision):
         assert runner.precision == precision
         assert runner.trt_version == tensorrt.__version__
         assert runner.metadata.class_names == tuple(load_checkpoint(gpu_run.swa_path).class_names)
-        assert runner.metadata.preprocessing.size == 48
-        assert [(t.name, np.dtype(t.dtype), t.shape) for t in runner.inputs] == [("input", np.dtype(np.float32), (None, 3, 48, 48))]
+        assert runner.metadata.preprocessing.size == 64
+        assert [(t.name, np.dtype(t.dtype), t.shape) for t in runner.inputs] == [("input", np.dtype(np.float32), (None, 3, 64, 64))]
         assert [(t.name, t.shape) for t in runner.outputs] == [("logits", (None, 7))]
         assert runner.max_batch == 32
         assert runner.gpu.compute_capability == runner.sidecar.compute_capability
@@ -182,8 +182,11 @@ def test_classifier_on_plan_agrees_with_onnx_runtime(gpu_export, eval_samples, p
 
     paths = [s.path for s in eval_samples]
     labels = np.array([s.label for s in eval_samples])
+    # ONNX Runtime with graph optimizations off runs the Q/DQ pairs unfused: the reference arithmetic
+    # the export's drift stage uses (its fused S8S8 CPU kernels saturate on CPUs without VNNI)
+    onnx_path = gpu_export.out_dir / f"model.{precision}.onnx"
     with ExpressionClassifier.from_artifact(_plan(gpu_export, precision)) as on_trt, \
-            ExpressionClassifier.from_artifact(gpu_export.out_dir / f"model.{precision}.onnx", providers="cpu") as on_ort:
+            ExpressionClassifier.from_artifact(onnx_path, providers="cpu", optimization="disabled") as on_ort:
         assert on_trt.runner.backend == "trt" and on_trt.batch_size == 32
         assert on_trt.class_names == on_ort.class_names
         trt_logits, ort_logits = on_trt.logits(paths), on_ort.logits(paths)  # 350 images: 10 x 32 + 30
@@ -209,7 +212,7 @@ def test_cuda_graphs_on_and_off_give_identical_outputs(gpu_export, precision):
     plan = _plan(gpu_export, precision)
     rng = np.random.default_rng(0)
     sequence = (32, 32, 7, 32, 1)
-    feeds = [rng.uniform(-1, 1, (b, 3, 48, 48)).astype(np.float32) for b in sequence]
+    feeds = [rng.uniform(-1, 1, (b, 3, 64, 64)).astype(np.float32) for b in sequence]
     with TrtRunner(plan, cuda_graph=False) as plain:
         first = [plain.infer({"input": x})["logits"] for x in feeds]
         again = [plain.infer({"input": x})["logits"] for x in feeds]

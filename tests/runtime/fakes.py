@@ -326,7 +326,9 @@ class FakeCudart:
             ok = False
         if not ok:
             return (_Err.cudaErrorInvalidValue,)
-        # asynchronous: the bytes move when the stream reaches the copy, not now
+        # asynchronous: the bytes move when the stream reaches the copy, not now ("this function
+        # exhibits asynchronous behavior for most use cases", CUDA Runtime API, cudaMemcpyAsync;
+        # "output tensors require stream synchronization", execute_async_v3's docstring)
         self.enqueue(int(stream), lambda: ctypes.memmove(dst, src, count), count / 1e6 * COPY_MS_PER_MB)
         return (_Err.cudaSuccess,)
 
@@ -520,7 +522,7 @@ class _TrtOp:
         if self.ctx._generation != self.generation:
             raise FakeContractViolation(
                 f"CUDA graph captured at shape {self.shape} replayed after set_input_shape changed its "
-                f"execution context (now {self.ctx._shape}): one context per captured graph"
+                f"execution context since the capture (now {self.ctx._shape}): one context per captured graph"
             )
 
     def __call__(self) -> None:

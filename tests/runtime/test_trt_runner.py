@@ -1,16 +1,16 @@
 """TrtRunner: the checks before deserialization (real files, real cuda-python without a driver) and
-contract tests of the named-tensor flow against fakes tied to the real lean bindings' names."""
+contract tests of the named-tensor flow, CUDA graphs, shared context memory and threads on the
+asynchronous fakes of tests/runtime/fakes.py (their names and signatures are checked against the
+real lean bindings in test_trt_bindings_contract.py)."""
 from __future__ import annotations
 
 import json
-import re
+import logging
 import threading
 from pathlib import Path
 
 import numpy as np
 import pytest
-
-import logging
 
 from corese_edge.errors import MissingExtra, UserError
 from corese_edge.runtime import ExpressionClassifier
@@ -403,3 +403,18 @@ def test_a_runner_called_from_another_thread_stays_on_its_gpu(tmp_path):
     assert calls and {device for _name, _thread, device in calls if _name != "cudaSetDevice"} == {1}
     r.close()
     assert cuda.live == {}
+
+
+@pytest.mark.contract
+@pytest.mark.parametrize("capture_breaks", [False, True])
+def test_bench_with_cuda_graphs_times_replays_only_and_says_whether_it_captured(tmp_path, capture_breaks):
+    from corese_edge.bench.timing import BenchSettings, benchmark_runner
+
+    plan = write_plan(tmp_path, max_batch=4, size=8)
+    settings = BenchSettings(warmup_ms=0, iterations=5, cuda_graph=True)
+    with _runner(plan, trt=FakeTrt(capture_breaks=capture_breaks)) as r:  # bench switches graphs on itself
+        res = benchmark_runner(r, 4, settings)
+        again = benchmark_runner(r, 1, settings)
+    for result in (res, again):
+        assert result["cuda_graph"] is True and result["cuda_graph_captured"] is (not capture_breaks)
+        assert result["gpu_compute_ms"]["max"] == pytest.approx(KERNEL_MS)  # the capture is in no sample

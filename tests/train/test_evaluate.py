@@ -78,8 +78,7 @@ def test_explicit_data_in_another_layout_is_detected(trained_run, synthetic_data
     assert results["rafdb-kaggle"]["num_images"] == results["rafdb-basic"]["num_images"] == 35
     assert results["rafdb-kaggle"]["accuracy"] == results["rafdb-basic"]["accuracy"]
     assert results["rafdb-kaggle"]["confusion_matrix"] == results["rafdb-basic"]["confusion_matrix"]
-    # a trained model, so equal accuracies are not two chance-level coincidences
-    assert results["rafdb-basic"]["accuracy"] > 0.5
+    assert results["rafdb-basic"]["class_names"] == list(load_checkpoint(trained_run.swa_path).class_names)
 
 
 def test_explicit_data_must_still_have_the_checkpoints_classes(trained_run, tmp_path):
