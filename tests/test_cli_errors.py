@@ -62,10 +62,11 @@ def test_bad_checkpoint(command, case, message, bad_checkpoints, tmp_path):
     ("evaluate", ["--batch-size", "0"], "--batch-size must be at least 1, got 0"),
     ("evaluate", ["--workers", "-1"], "--workers must be 0 or more, got -1"),
 ])
-def test_bad_option_value(command, options, message, tiny_checkpoint, tmp_path):
-    """Values of the right type that the command must still refuse, before any work is done."""
+def test_bad_option_value(command, options, message, tiny_checkpoint, synthetic_data, tmp_path):
+    """Values of the right type that the command must still refuse, before any work is done (with a
+    good checkpoint and dataset, so that nothing else can stop the command first)."""
     out = ["--no-engine", "--out", str(tmp_path / "export")] if command == "export" else ["--out", str(tmp_path / "e.json")]
-    res = run_cli(command, "--checkpoint", str(tiny_checkpoint), *options, *out)
+    res = run_cli(command, "--checkpoint", str(tiny_checkpoint), "--data", str(synthetic_data), *options, *out)
     assert_one_line_error(res, message)
     assert not (tmp_path / "export").exists() and not (tmp_path / "e.json").exists()
 

@@ -50,6 +50,14 @@ def no_subprocess(monkeypatch, gc):
     monkeypatch.setattr(gc.subprocess, "run", refuse)
 
 
+def _torch_without_cuda(monkeypatch):
+    """A torch whose ``cuda.is_available()`` is False (gpu_check's second opinion), without importing
+    the real one (seconds) in a test that needs nothing else from it."""
+    from types import SimpleNamespace
+
+    monkeypatch.setitem(sys.modules, "torch", SimpleNamespace(cuda=SimpleNamespace(is_available=lambda: False)))
+
+
 def _fake_env(monkeypatch, gc, machine, trt_reason=None):
     import corese_edge.bench.machine as machine_mod
 
@@ -68,8 +76,7 @@ def _out(tmp_path) -> list[str]:
 
 def test_refuses_without_gpu_in_one_line(monkeypatch, capsys, gc, no_subprocess, tmp_path):
     _fake_env(monkeypatch, gc, _machine(gpu=False))
-    torch = pytest.importorskip("torch")
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    _torch_without_cuda(monkeypatch)
     assert gc.main(_out(tmp_path)) == 2
     out, err = capsys.readouterr()
     assert out == ""
@@ -120,8 +127,7 @@ def test_dry_run_prints_the_plan_and_runs_nothing(monkeypatch, capsys, gc, no_su
 
 def test_dry_run_without_gpu_or_tensorrt_says_what_would_happen(monkeypatch, capsys, gc, no_subprocess, tmp_path):
     _fake_env(monkeypatch, gc, _machine(gpu=False), trt_reason="TensorRT is not installed")
-    torch = pytest.importorskip("torch")
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    _torch_without_cuda(monkeypatch)
     assert gc.main(["--dry-run", *_out(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert "skipped: TensorRT: TensorRT is not installed" in out

@@ -51,7 +51,7 @@ METHODS = {"minmax": "max", "entropy": "entropy"}
 HIGH_PRECISION_DTYPES = ("fp16", "fp32")
 #: the keyword arguments of ``modelopt.onnx.quantization.quantize`` this module relies on
 _QUANTIZE_ARGS = ("onnx_path", "quantize_mode", "calibration_data_reader", "calibration_method", "calibration_eps",
-                  "nodes_to_exclude", "high_precision_dtype", "output_path", "log_level")
+                  "nodes_to_exclude", "high_precision_dtype", "dq_only", "output_path", "log_level")
 #: environment for the child: ModelOpt's INT8 path needs no network; these make sure the Hugging Face
 #: helpers it ships (used only with ``model_id``) could not reach out either
 _OFFLINE_ENV = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
@@ -264,6 +264,9 @@ def _child(spec_path: str) -> int:
             calibration_eps=["cpu"],
             nodes_to_exclude=spec["nodes_to_exclude"] or None,
             high_precision_dtype=spec["high_precision_dtype"],
+            # weights stored as INT8 read by a DequantizeLinear, as the ORT quantizer writes them;
+            # the default stores them FP16 -> Q -> DQ, which doubles the file for the same engine
+            dq_only=True,
             output_path=spec["output_path"],
             log_level="WARNING",
         )

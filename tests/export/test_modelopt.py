@@ -72,6 +72,12 @@ def test_weighted_layers_read_int8_qdq_except_the_kept_one(runs):
     for n in convs:
         quantized = _reads_dq(proto, n, 0) and _reads_dq(proto, n, 1)  # activation and weight
         assert quantized == (n.name != KEEP), n.name
+    # weights are stored INT8 and read by a DequantizeLinear directly (no QuantizeLinear on them)
+    inits = {t.name: t for t in proto.graph.initializer}
+    for n in convs:
+        if n.name != KEEP:
+            stored = _producers(proto)[n.input[1]].input[0]
+            assert stored in inits and inits[stored].data_type == TensorProto.INT8, n.name
     # the entropy/FP32 run has no keeps: every Conv is quantized there
     proto32 = onnx.load(str(runs["fp32"]))
     assert all(_reads_dq(proto32, n, 0) and _reads_dq(proto32, n, 1)

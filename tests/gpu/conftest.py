@@ -139,7 +139,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             raise pytest.UsageError(f"{item.nodeid}: every test under tests/gpu must be marked gpu (and trt if it needs TensorRT)")
         reason = skip_reason(item)
         if reason:
-            pass
+            item.add_marker(pytest.mark.skip(reason=reason))
 
 
 # --------------------------------------------------------------------------- fixtures

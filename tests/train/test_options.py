@@ -63,7 +63,7 @@ def watched_run(imbalanced_faces, tiny_checkpoint, tmp_path_factory):
     cfg = TrainConfig(data=str(imbalanced_faces), dataset="folder", model="coresse-lite", img_size=32, epochs=2,
                       batch_size=8, lr=LR, min_lr=MIN_LR, warmup_epochs=1, mixup=0.0, cutmix=0.0,
                       label_smoothing=SMOOTHING, amp="bf16", channels_last=True, balance="loss",
-                      init_from=str(tiny_checkpoint), device="cpu", workers=0, seed=4,
+                      init_from=str(tiny_checkpoint), pretrained="none", device="cpu", workers=0, seed=4,
                       progress=False, out=str(tmp_path_factory.mktemp("options") / "run"))
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(trainer_mod, "build_model", build_and_watch)
