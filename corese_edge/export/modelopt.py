@@ -66,17 +66,22 @@ def quantize_modelopt(
     input_name: str = "input",
     high_precision_dtype: str = "fp16",
 ) -> Path:
-    """Quantize ``onnx_in`` to symmetric INT8 Q/DQ with ModelOpt, calibrating on ``batches``; write ``onnx_out``.
+    """Quantize ``onnx_in`` to symmetric INT8 Q/DQ with ModelOpt, calibrating on ``batches``.
 
     ``batches`` are float32 NCHW arrays (one is in memory at a time).  ModelOpt leaves a Gemm/MatMul
     unquantized when its output in the *first* batch has a dimension of 1 (a GEMV) or an N or K
     below 16, so a first batch of 1 image leaves the SE and classifier GEMMs in FP16; the export
-    pipeline calibrates in batches of 8.  ``keep_fp`` are exact node names left unquantized.  ``high_precision_dtype`` is the type of everything ModelOpt does not
-    quantize (``"fp16"``: TensorRT's strongly typed INT8+FP16 graph; ``"fp32"``); graph inputs and
-    outputs stay FP32 either way.  The corese-edge metadata of ``onnx_in`` is copied; ``onnx_in`` is
-    not modified.  Bad input (an unreadable model, no images, images of the wrong shape, or
-    anything ModelOpt refuses) is a one-line :class:`UserError`; ``onnx_out`` is written atomically
-    and only on success.
+    pipeline calibrates in batches of 8.
+
+    ``keep_fp`` are exact node names left unquantized; they compute in ``high_precision_dtype``
+    like every other layer ModelOpt does not quantize (ModelOpt keeps op types, not single nodes,
+    out of FP16): ``"fp16"`` gives TensorRT's strongly typed INT8+FP16 graph, ``"fp32"`` keeps them
+    FP32.  Graph inputs and outputs stay FP32 either way; weights are stored INT8 (``dq_only``).
+
+    The corese-edge metadata of ``onnx_in`` is copied; ``onnx_in`` is not modified.  The result is
+    written atomically to ``onnx_out``, only on success, and its path returned.  Bad input (an
+    unreadable model, no metadata, no images, images of the wrong shape, a graph with nothing
+    ModelOpt quantizes, or anything ModelOpt refuses) is a one-line :class:`UserError`.
     """
     if method not in METHODS:
         raise UserError(f"--quantizer modelopt supports --calib-method {' or '.join(METHODS)}, not {method!r}")

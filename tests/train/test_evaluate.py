@@ -66,6 +66,7 @@ def _basic_twin(kaggle: Path, root: Path, per_split_class: dict[str, int]) -> tu
     return small, basic
 
 
+@pytest.mark.slow
 def test_explicit_data_in_another_layout_is_detected(trained_run, synthetic_data, tmp_path):
     """Trained on RAF-DB's Kaggle layout, evaluated on the same images in the basic layout (issue 8 §4)."""
     assert load_checkpoint(trained_run.swa_path).dataset["layout"] == "rafdb-kaggle"
