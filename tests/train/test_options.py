@@ -57,7 +57,7 @@ def watched_run(imbalanced_faces, tiny_checkpoint, tmp_path_factory):
         loss = real_loss(self, logits, target)
         if torch.is_grad_enabled():
             seen["loss"].append((self.w.detach().cpu().clone(), logits.detach().float().cpu(),
-                                 target.detach().cpu(), float(loss)))
+                                 target.detach().cpu(), float(loss.detach())))
         return loss
 
     cfg = TrainConfig(data=str(imbalanced_faces), dataset="folder", model="coresse-lite", img_size=32, epochs=2,
