@@ -235,6 +235,21 @@ def onnx_precision(model) -> str:
     return "fp32"
 
 
+def network_bytes(proto, line: TensorRTLine, onnx_path: Path) -> bytes:
+    """What the ONNX parser of ``line`` is given for the artifact ``proto`` read from ``onnx_path``.
+
+    Strongly typed lines parse the file as it is.  8.6 cannot read the INT8 artifact's FP16 Q/DQ
+    scales or its opset 19 (see :mod:`corese_edge.export.int8`), so it parses the weakly typed form
+    of the same graph -- every FP16 tensor widened exactly to FP32, opset 17 -- and the ``INT8`` +
+    ``FP16`` builder flags let the non-quantized layers run in FP16 again.
+    """
+    if line.strongly_typed or onnx_precision(proto) != "int8":
+        return onnx_path.read_bytes()
+    from corese_edge.export.int8 import weakly_typed_qdq
+
+    return weakly_typed_qdq(proto).SerializeToString()
+
+
 def default_plan_path(onnx_path: str | os.PathLike, precision: str) -> Path:
     """``model.int8.onnx`` -> ``model.int8.plan``; ``model.onnx`` -> ``model.fp32.plan``."""
     p = Path(onnx_path)
@@ -317,7 +332,7 @@ def build_engine(
     parser = trt.OnnxParser(network, logger)
     # parse() returns False on failure; the reasons are parser.get_error(i) for i < num_errors
     # (python/docstrings/parsers/pyOnnxDoc.h, tags v8.6.1 and v11.0).
-    if not parser.parse(onnx_path.read_bytes()):
+    if not parser.parse(network_bytes(proto, line, onnx_path)):
         errors = [str(parser.get_error(i)) for i in range(parser.num_errors)]
         raise EngineBuildError(f"TensorRT {line.version} could not parse {onnx_path}: {'; '.join(errors) or 'unknown error'}")
 

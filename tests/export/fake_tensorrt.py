@@ -271,6 +271,20 @@ def make_fake_tensorrt(version: str, device: str = "fake GPU sm_87") -> types.Mo
             except Exception as exc:  # noqa: BLE001 - mirror the parser's error list
                 self.errors.append(ParserError("MODEL_DESERIALIZE_FAILED", f"failed to parse ONNX model ({exc})"))
                 return False
+            if line == "8.6":
+                # 8.6's parser supports opsets up to 17 (onnx-tensorrt tag 8.6-GA docs/operators.md)
+                # and reads every Q/DQ scale as float32 (QuantDequantLinearHelper in
+                # builtin_op_importers.cpp, tag 8.6-GA); FP16 scales arrived with the 9.0 parser.
+                opset = max((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), default=0)
+                half = {t.name for t in proto.graph.initializer if t.data_type == onnx.TensorProto.FLOAT16}
+                fp16_scale = [n.name for n in proto.graph.node
+                              if n.op_type in ("QuantizeLinear", "DequantizeLinear") and n.input[1] in half]
+                if fp16_scale:
+                    self.errors.append(ParserError("UNSUPPORTED_NODE", f"{fp16_scale[0]}: scale must be FLOAT"))
+                    return False
+                if opset > 17:
+                    self.errors.append(ParserError("UNSUPPORTED_GRAPH", f"opset {opset} is above 17"))
+                    return False
             elem = {onnx.TensorProto.FLOAT: dtype.FLOAT, onnx.TensorProto.FLOAT16: dtype.HALF,
                     onnx.TensorProto.UINT8: dtype.UINT8}
             init_names = {t.name for t in proto.graph.initializer}

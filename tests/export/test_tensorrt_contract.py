@@ -89,6 +89,36 @@ def test_on_8_6_a_qdq_graph_gets_fp16_between_its_qdq_pairs(onnx_files, tmp_path
     assert _side(built)["build"]["builder_flags"] == ["INT8", "FP16"]
 
 
+def test_8_6_parses_the_weakly_typed_form_of_the_int8_artifact(onnx_files, tmp_path):
+    """8.6's parser reads Q/DQ scales as float32 and stops at opset 17 (onnx-tensorrt tag 8.6-GA);
+    the INT8 artifact has FP16 scales at opset 19, so 8.6 must get the widened opset-17 form while
+    10.x / 11.x parse the file itself."""
+    import onnx
+
+    artifact = onnx_files["int8"]
+    raw = artifact.read_bytes()
+    proto = onnx.load_from_string(raw)
+    assert max(o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")) >= 19
+    # the fake 8.6 parser refuses the artifact as it is, as the real one would
+    trt = make_fake_tensorrt("8.6.1")
+    network = trt.Builder(trt.Logger()).create_network(1 << int(trt.NetworkDefinitionCreationFlag.EXPLICIT_BATCH))
+    parser = trt.OnnxParser(network, trt.Logger())
+    assert not parser.parse(raw) and "FLOAT" in str(parser.get_error(0))
+
+    trt = make_fake_tensorrt("8.6.1")
+    T.build_engine(artifact, tmp_path / "86.plan", trt=trt, gpu=ORIN)
+    (parsed_len,) = [c[1] for c in trt.calls if c[0] == "parse"]
+    weak = T.network_bytes(proto, T.tensorrt_line("8.6.1"), artifact)
+    assert parsed_len == len(weak) != len(raw)
+    weak_proto = onnx.load_from_string(weak)
+    assert max(o.version for o in weak_proto.opset_import if o.domain in ("", "ai.onnx")) == 17
+    assert not any(t.data_type == onnx.TensorProto.FLOAT16 for t in weak_proto.graph.initializer)
+    for version in ("10.3.0", "11.4.0"):
+        trt = make_fake_tensorrt(version)
+        T.build_engine(artifact, tmp_path / f"{version}.plan", trt=trt, gpu=L4)
+        assert [c[1] for c in trt.calls if c[0] == "parse"] == [len(raw)]
+
+
 def test_the_11x_fake_really_lacks_the_removed_api():
     trt = make_fake_tensorrt("11.4.0")
     for removed in ("FP16", "INT8", "BF16", "FP8", "INT4", "FP4", "OBEY_PRECISION_CONSTRAINTS",
@@ -126,10 +156,13 @@ def test_the_11x_fake_enums_equal_the_real_lean_bindings():
 
 
 def test_the_fakes_reject_the_documented_misuses(onnx_files):
+    import onnx
+
     trt = make_fake_tensorrt("8.6.1")  # 8.6: a Q/DQ graph without BuilderFlag.INT8 does not build
     builder = trt.Builder(trt.Logger())
     network = builder.create_network(1 << int(trt.NetworkDefinitionCreationFlag.EXPLICIT_BATCH))
-    assert trt.OnnxParser(network, trt.Logger()).parse(onnx_files["int8"].read_bytes())
+    weak = T.network_bytes(onnx.load(onnx_files["int8"]), T.tensorrt_line("8.6.1"), onnx_files["int8"])
+    assert trt.OnnxParser(network, trt.Logger()).parse(weak)
     config = builder.create_builder_config()
     profile = builder.create_optimization_profile()
     profile.set_shape("input", (1, 3, 32, 32), (1, 3, 32, 32), (1, 3, 32, 32))
