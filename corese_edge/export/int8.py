@@ -330,7 +330,9 @@ def quantize_int8(
 
             set_metadata(proto, read_metadata(metadata_from))
         if fl.symmetric_int8:
-            problems = qdq_problems(proto)
+            from corese_edge.export.qdq_rules import qdq_rule_violations
+
+            problems = qdq_rule_violations(proto, strongly_typed=high_precision == "fp16")
             if problems:
                 raise RuntimeError(f"the s8s8 Q/DQ graph is not TensorRT-ready: {problems[0]} (+{len(problems) - 1} more)")
         onnx.save(proto, os.fspath(tmp))
@@ -439,41 +441,6 @@ def _float_types(model) -> dict[str, int]:
 
 
 # ----------------------------------------------------------------------------------- checks
-
-
-def qdq_problems(model) -> list[str]:
-    """Why a Q/DQ graph would not build on TensorRT: zero points that are not int8 zeros.
-
-    ``model`` is a ModelProto or a path.  An empty list means every QuantizeLinear and
-    DequantizeLinear has an int8 zero point of all zeros.
-    """
-    onnx = require("onnx", "export")
-    from onnx import numpy_helper
-
-    if not hasattr(model, "graph"):
-        model = onnx.load(os.fspath(model))
-    inits = {t.name: t for t in model.graph.initializer}
-    consts = {n.output[0]: n for n in model.graph.node if n.op_type == "Constant"}
-    problems: list[str] = []
-    for node in model.graph.node:
-        if node.op_type not in ("QuantizeLinear", "DequantizeLinear"):
-            continue
-        if len(node.input) < 3 or not node.input[2]:
-            problems.append(f"{node.op_type} {node.name!r} has no zero point (defaults to uint8)")
-            continue
-        name = node.input[2]
-        if name in inits:
-            zp = numpy_helper.to_array(inits[name])
-        elif name in consts:
-            zp = numpy_helper.to_array(consts[name].attribute[0].t)
-        else:
-            problems.append(f"{node.op_type} {node.name!r} has a computed zero point {name!r}")
-            continue
-        if zp.dtype != np.int8:
-            problems.append(f"{node.op_type} {node.name!r} zero point is {zp.dtype}, not int8")
-        elif np.any(zp != 0):
-            problems.append(f"{node.op_type} {node.name!r} zero point is not all zeros")
-    return problems
 
 
 def quantized_nodes(model) -> list[str]:

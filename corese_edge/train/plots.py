@@ -51,7 +51,8 @@ def plot_curves(history: Sequence[dict], path: str | os.PathLike, swa_start: int
     a.set_xlabel("epoch")
     a.legend()
     b.plot(epochs, [h["train_accuracy"] for h in history], label="train acc (mixed targets)")
-    b.plot(epochs, [h["val_accuracy"] for h in history], label="val acc")
+    if any("val_accuracy" in h for h in history):  # absent with --val-fraction 0
+        b.plot(epochs, [h.get("val_accuracy", np.nan) for h in history], label="val acc")
     if any("swa_val_accuracy" in h for h in history):
         b.plot(epochs, [h.get("swa_val_accuracy", np.nan) for h in history], label="SWA val acc")
     if swa_start is not None:

@@ -10,6 +10,7 @@ from corese_edge.data.calibration import CalibrationBatches
 from corese_edge.data.layouts import load_index
 from corese_edge.errors import UserError
 from corese_edge.export import int8 as q
+from corese_edge.export.qdq_rules import qdq_rule_violations
 from corese_edge.export.evaluation import OnnxLogits
 from corese_edge.preprocessing import Preprocessing
 
@@ -91,7 +92,7 @@ def test_tensorrt_flavour_zero_points_are_all_int8_zeros(s8s8):
     for node, zp in zps:
         assert zp.dtype == np.int8, node.name
         assert not zp.any(), node.name
-    assert q.qdq_problems(proto) == []
+    assert qdq_rule_violations(proto) == []
 
 
 def test_tensorrt_flavour_weights_are_per_channel_and_biases_float(s8s8):
@@ -143,7 +144,7 @@ def test_tensorrt_flavour_is_int8_and_fp16_everywhere_else_with_fp32_io(s8s8, s8
             assert c.op_type != "Cast", dq.name
             assert {types[i] for i in c.input if types.get(i) in (TensorProto.FLOAT, TensorProto.FLOAT16)} \
                 == {TensorProto.FLOAT16}, c.name
-    assert q.qdq_problems(proto) == []
+    assert qdq_rule_violations(proto) == []
     np.testing.assert_array_equal(  # same int8 weights as the FP32-scale graph: only the float parts changed
         sorted(numpy_helper.to_array(t).sum() for t in proto.graph.initializer if t.data_type == TensorProto.INT8),
         sorted(numpy_helper.to_array(t).sum() for t in onnx.load(str(s8s8_fp32)).graph.initializer
@@ -180,7 +181,7 @@ def test_weakly_typed_form_for_tensorrt_8_6_is_the_same_graph_in_fp32_at_opset_1
     for n in weak.graph.node:
         if n.op_type == "DequantizeLinear" and n.name in scales:  # the artifact's own scales, widened exactly
             np.testing.assert_array_equal(numpy_helper.to_array(weak_inits[n.input[1]]), scales[n.name].astype(np.float32))
-    assert q.qdq_problems(weak) == []
+    assert qdq_rule_violations(weak, strongly_typed=False) == []
     x = np.random.default_rng(0).standard_normal((2, 3, 32, 32)).astype(np.float32)
     ref = OnnxLogits(s8s8_fp32, reference_arithmetic=True)(x)
     np.testing.assert_allclose(OnnxLogits(weak, reference_arithmetic=True)(x), ref, atol=5e-3)
@@ -193,7 +194,7 @@ def test_cpu_flavour_is_u8s8(prepared, tiny_onnx):
     kinds = {zp.dtype for _, zp in _zero_points(proto)}
     assert np.dtype(np.uint8) in kinds  # activations
     assert np.dtype(np.int8) in kinds  # weights
-    assert q.qdq_problems(proto)  # not TensorRT-ready, by design
+    assert qdq_rule_violations(proto)  # not TensorRT-ready, by design
     assert {o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")} == {17}  # untouched: FP32, opset 17
     assert set(_compute_precisions(proto).values()) == {TensorProto.FLOAT}
     assert sorted(p.key for p in proto.metadata_props) == sorted(p.key for p in onnx.load(str(tiny_onnx)).metadata_props)
