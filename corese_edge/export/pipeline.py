@@ -416,10 +416,11 @@ def stage_fp16(state: ExportState) -> None:
     fp32_path = state.artifact("onnx-fp32", "stage_fp32")
     fp16_path = fp16_stage.convert_fp16(fp32_path, state.out / T.onnx_artifact("fp16").filename)
     kept_ops: tuple[str, ...] = ()
-    drop = state.selection_drop(fp16_path)
+    reference = state.target.reference_arithmetic("fp16")
+    drop = state.selection_drop(fp16_path, reference)
     if drop > state.cfg.max_drift:
         trial = fp16_stage.convert_fp16(fp32_path, state.work / "fp16-keep.onnx", fp16_stage.SENSITIVE_FP16_OPS)
-        trial_drop = state.selection_drop(trial)
+        trial_drop = state.selection_drop(trial, reference)
         if trial_drop < drop:
             shutil.move(os.fspath(trial), os.fspath(fp16_path))
             kept_ops = fp16_stage.SENSITIVE_FP16_OPS
@@ -477,8 +478,8 @@ def stage_embed(state: ExportState) -> None:
 def stage_drift(state: ExportState) -> None:
     """Drift of every ONNX artifact against PyTorch FP32 on ``--val-split`` (``state.report``), and
     the precision census of every ONNX artifact (``state.census``, also in the report's entries).
-    The INT8 graph of ``--target tensorrt`` runs with reference Q/DQ arithmetic
-    (:func:`evaluation.ort_session`), as TensorRT computes it."""
+    The FP16 and INT8 graphs of ``--target tensorrt`` run with reference arithmetic
+    (:meth:`targets.Target.reference_arithmetic`), as TensorRT computes them."""
     from corese_edge.export.drift import DriftReport
     from corese_edge.export.evaluation import OnnxLogits, collect_logits
 
@@ -487,10 +488,10 @@ def stage_drift(state: ExportState) -> None:
         raise RuntimeError("the reference logits are missing: run stage_fp32 first")
     state.census = {name: _census(path) for name, path in artifacts.items() if path.suffix == ".onnx"}
     fns: dict[str, Callable] = {}
-    for name in ("onnx-fp16", "onnx-int8"):
+    for precision in ("fp16", "int8"):
+        name = f"onnx-{precision}"
         if name in artifacts:
-            reference_arithmetic = name == "onnx-int8" and target.int8_reference_arithmetic
-            fns[name] = OnnxLogits(artifacts[name], reference_arithmetic=reference_arithmetic)
+            fns[name] = OnnxLogits(artifacts[name], reference_arithmetic=target.reference_arithmetic(precision))
     logits = {"onnx-fp32": state.evaluation_logits["onnx-fp32"]}
     if fns:
         logits.update(collect_logits(state.data.evaluation, state.prep, fns, progress=cfg.progress,
@@ -505,7 +506,8 @@ def stage_drift(state: ExportState) -> None:
                          high_precision=int8["high_precision"], keep_fp32_ops=int8["keep_fp32_ops"],
                          ort_graph_optimizations="disabled" if fns[name].reference_arithmetic else "all")
         if name == "onnx-fp16":
-            extra.update(keep_fp32_ops=state.details["fp16"]["keep_fp32_ops"])
+            extra.update(keep_fp32_ops=state.details["fp16"]["keep_fp32_ops"],
+                         ort_graph_optimizations="disabled" if fns[name].reference_arithmetic else "all")
         if name in state.census:
             extra.update(census=state.census[name])
         report.add(name, value, **extra)

@@ -56,10 +56,11 @@ class Target:
     ``int8_flavour``: ``"s8s8"`` is symmetric int8 Q/DQ (zero points 0, per-channel weights, float
     bias), the form TensorRT requires, with FP16 everywhere that is not INT8 (opset 19, FP32 I/O;
     :mod:`corese_edge.export.int8`); ``"u8s8"`` is uint8 activations / int8 weights, FP32 elsewhere,
-    for ONNX Runtime's fast CPU kernels.  ``int8_reference_arithmetic``: evaluate the INT8 graph in ONNX
-    Runtime with graph optimizations disabled (DESIGN decision 2: on AVX2 without VNNI the fused
-    S8S8 kernels saturate, so only the unfused Q/DQ arithmetic is a faithful reference for what
-    TensorRT computes).
+    for ONNX Runtime's fast CPU kernels.  ``int8_reference_arithmetic``: evaluate the reduced-precision
+    graphs in ONNX Runtime with graph optimizations disabled and every FP16 tensor rounded where the
+    graph says (DESIGN decision 2: on AVX2 without VNNI the fused S8S8 kernels saturate, and ORT's CPU
+    provider lacks FP16 kernels, so only that is a faithful reference for what TensorRT computes;
+    :meth:`reference_arithmetic`).
     """
 
     name: str
@@ -69,6 +70,15 @@ class Target:
     int8_reference_arithmetic: bool
     engines: bool
     description: str
+
+    def reference_arithmetic(self, precision: str) -> bool:
+        """Whether the drift report judges this precision's ONNX by reference arithmetic.
+
+        A TensorRT target's FP16 and INT8 graphs are run the way TensorRT computes them (Q/DQ pairs
+        unfused, every FP16 tensor rounded where the graph says; :func:`evaluation.ort_session`),
+        not the way ONNX Runtime's CPU kernels would; on a CPU target ONNX Runtime is the deployment.
+        """
+        return precision in ("fp16", "int8") and self.int8_reference_arithmetic
 
     def check(self, precision: str) -> None:
         if precision not in self.precisions:

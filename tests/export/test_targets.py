@@ -68,3 +68,10 @@ def test_cli_choices_come_from_the_table():
     params = {p.name: p for p in export_command.params}
     assert isinstance(params["target"].type, click.Choice)
     assert list(params["target"].type.choices) == list(TARGETS)
+
+
+def test_reference_arithmetic_is_for_the_reduced_precisions_of_tensorrt_only():
+    trt, cpu = get_target("tensorrt"), get_target("cpu")
+    assert trt.reference_arithmetic("fp16") and trt.reference_arithmetic("int8")
+    assert not trt.reference_arithmetic("fp32")
+    assert not any(cpu.reference_arithmetic(p) for p in ("fp32", "fp16", "int8"))
