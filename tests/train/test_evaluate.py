@@ -19,10 +19,21 @@ from tests.data.layout_fixtures import make_folder
 
 @pytest.fixture(scope="module")
 def batch_se_checkpoint(trained_run, tmp_path_factory) -> Path:
-    """The trained run's SWA weights under the seed's batch-mean SE gate (same parameters: the
-    gate has none of its own), so that a prediction depends on the other images in its batch."""
+    """The trained run's backbones under the seed's batch-mean SE gate, so that a prediction
+    depends on the other images in its batch.
+
+    The short training run is near chance and its head can predict one class for every image, in
+    which case no batch could ever change a prediction.  So the SE gate and the head are drawn
+    afresh (fixed seed, wide enough to saturate the gate differently per image): the batch-mean
+    gate then visibly moves the logits, and with them some of the 28 predictions."""
+    import torch
+
     ckpt = load_checkpoint(trained_run.swa_path)
     ckpt.se_mode = "batch"
+    gen = torch.Generator().manual_seed(0)
+    for name, tensor in ckpt.state_dict.items():
+        if name.startswith(("se_fusion.", "classifier.")) and tensor.is_floating_point():
+            ckpt.state_dict[name] = torch.randn(tensor.shape, generator=gen) * (0.5 if tensor.dim() > 1 else 0.1)
     return ckpt.save(tmp_path_factory.mktemp("batch_se") / "batch_se.pt")
 
 
