@@ -65,6 +65,7 @@ import numpy as np
 
 from corese_edge.atomic import atomic_path
 from corese_edge.errors import UserError, require
+from corese_edge.export.onnx_fp32 import onnx_opset
 
 log = logging.getLogger(__name__)
 
@@ -165,8 +166,7 @@ def prepare_for_quantization(onnx_in: str | os.PathLike, onnx_out: str | os.Path
     """ORT's ``quant_pre_process`` (shape inference + basic graph optimizations); keep opset <= 20."""
     onnx = require("onnx", "export", "INT8 quantization")
     shape_inference = require("onnxruntime.quantization.shape_inference", "export", "INT8 quantization")
-    opset = max((o.version for o in onnx.load(os.fspath(onnx_in), load_external_data=False).opset_import
-                 if o.domain in ("", "ai.onnx")), default=0)
+    opset = onnx_opset(onnx_in)
     if opset > 20:
         raise UserError(f"{onnx_in}: opset {opset} is above 20, which ONNX Runtime's quantizer handles; export with --opset 17")
     out = Path(onnx_out)
@@ -358,7 +358,7 @@ def to_fp16_qdq(model, keep_ops: Sequence[str] = (), keep_nodes: Sequence[str] =
     if not hasattr(model, "graph"):
         model = onnx.load(os.fspath(model))
     meta = [(p.key, p.value) for p in model.metadata_props]
-    opset = max((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), default=0)
+    opset = onnx_opset(model)
     model = onnx.version_converter.convert_version(model, FP16_QDQ_OPSET) if opset < FP16_QDQ_OPSET else model
     block_ops = list(float16.DEFAULT_OP_BLOCK_LIST) + [op for op in keep_ops if op not in float16.DEFAULT_OP_BLOCK_LIST]
     unshare_initializers(model, set(block_ops), set(keep_nodes))
@@ -422,7 +422,7 @@ def weakly_typed_qdq(model):
     del graph.node[:]
     graph.node.extend(keep)
     del graph.value_info[:]  # stale after the widening; TensorRT infers shapes itself
-    opset = max((o.version for o in out.opset_import if o.domain in ("", "ai.onnx")), default=0)
+    opset = onnx_opset(out)
     if opset > WEAKLY_TYPED_OPSET:
         out = onnx.version_converter.convert_version(out, WEAKLY_TYPED_OPSET)
         out.metadata_props.extend([p for p in model.metadata_props if p.key not in {q.key for q in out.metadata_props}])

@@ -68,6 +68,15 @@ def export_onnx(checkpoint, out: str | os.PathLike, opset: int = 17, model=None)
     return out
 
 
+def onnx_opset(model) -> int:
+    """The default-domain (``ai.onnx``) opset of a ModelProto or an ONNX path; 0 when it names none."""
+    if not hasattr(model, "opset_import"):
+        import onnx
+
+        model = onnx.load(os.fspath(model), load_external_data=False)
+    return max((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), default=0)
+
+
 def set_metadata(proto, meta: ArtifactMetadata) -> None:
     """Replace ``metadata_props`` with exactly the corese-edge keys."""
     del proto.metadata_props[:]

@@ -42,6 +42,7 @@ from corese_edge.atomic import write_json
 from corese_edge.config import build_config, config_to_dict
 from corese_edge.errors import CheckpointError, DataError, UserError
 from corese_edge.export import targets as T
+from corese_edge.export.onnx_fp32 import onnx_opset
 
 log = logging.getLogger(__name__)
 
@@ -459,7 +460,7 @@ def stage_int8(state: ExportState) -> None:
         keep_ops, reasons = _quantize_ort(state, int8_path)
     state.artifacts["onnx-int8"] = int8_path
     state.details["int8"] = {"high_precision": high_precision, "keep_fp32_ops": list(keep_ops),
-                             "keep_fp32_nodes": list(state.kept), "opset": _opset(int8_path)}
+                             "keep_fp32_nodes": list(state.kept), "opset": onnx_opset(int8_path)}
     reasons.update({name: "--keep-fp" for name in state.kept if name not in reasons})
     if reasons:  # why each FP32 layer or op type is FP32
         state.details["int8"]["keep_fp32_reasons"] = reasons
@@ -614,13 +615,6 @@ def run_export(cfg: ExportConfig, echo: Callable[[str], None] | None = None) -> 
     result = stage_write(state, echo)
     state.report.check()
     return result
-
-
-def _opset(path: Path) -> int:
-    import onnx
-
-    return max((o.version for o in onnx.load(os.fspath(path), load_external_data=False).opset_import
-                if o.domain in ("", "ai.onnx")), default=0)
 
 
 def _census(path: Path) -> dict[str, Any]:

@@ -60,8 +60,10 @@ def qdq_rule_violations(model, strongly_typed: bool = True) -> list[str]:
     require("onnx", "export", "checking Q/DQ graphs")
     from onnx import numpy_helper
 
+    from corese_edge.export.onnx_fp32 import onnx_opset
+
     g = typed_graph(model)
-    opset = next((o.version for o in g.proto.opset_import if o.domain in ("", "ai.onnx")), 0)
+    opset = onnx_opset(g.proto)
     shape_tensors = _shape_tensors(g)
     problems: list[str] = []
     for node in g.proto.graph.node:
