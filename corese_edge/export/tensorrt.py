@@ -145,34 +145,23 @@ class GpuInfo:
     integrated: bool = False  # cudaDeviceProp.integrated: a Jetson (Tegra) GPU sharing memory with the CPU
 
 
-def _cudart() -> ModuleType | None:
-    # cuda-python moved its runtime module in 12.x/13.x (cuda.bindings.runtime); NVIDIA's samples
-    # from 8.6 to 10.13.0 used the old ``from cuda import cudart`` spelling.
-    for name in ("cuda.bindings.runtime", "cuda.cudart"):
-        try:
-            import importlib
-
-            return importlib.import_module(name)
-        except ImportError:
-            continue
-    return None
-
-
 def gpu_info() -> GpuInfo | None:
-    """The first CUDA GPU, via cuda-python (or torch when cuda-python is missing); None without one.
+    """The first CUDA GPU, via the runtime's CUDA layer (or torch when neither cuda-python nor
+    pycuda is installed); None without one.
 
-    Checked before anything deserializes a plan: the lean runtime segfaults without a GPU.
+    A driver too old for the installed cuda-python (error 35 with a driver present) is not "no
+    GPU": it raises :class:`EngineUnavailable` naming the driver's CUDA version and the
+    ``trt-cu*`` extra that fits (:func:`corese_edge.runtime.cuda.probe_gpu`).
     """
-    cudart = _cudart()
-    if cudart is not None:
-        err, count = cudart.cudaGetDeviceCount()
-        if int(err) != 0 or not count:
-            return None
-        err, prop = cudart.cudaGetDeviceProperties(0)
-        if int(err) != 0:
-            return None
-        name = prop.name.split(b"\0", 1)[0].decode() if isinstance(prop.name, bytes) else str(prop.name)
-        return GpuInfo(name, f"{prop.major}.{prop.minor}", bool(getattr(prop, "integrated", 0)))
+    from corese_edge.runtime.cuda import probe_gpu
+
+    probe = probe_gpu()
+    if probe.status == "ok":
+        return GpuInfo(probe.gpu.name, probe.gpu.compute_capability, bool(probe.gpu.integrated))
+    if probe.status == "driver-too-old":
+        raise EngineUnavailable(probe.reason)
+    if probe.status != "no-cuda-layer":
+        return None
     try:
         import torch
     except ImportError:

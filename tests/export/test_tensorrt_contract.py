@@ -398,23 +398,24 @@ def test_missing_tensorrt_lean_runtime_and_missing_gpu(monkeypatch):
 
 def test_gpu_info_reads_the_integrated_attribute(monkeypatch):
     """cudaDeviceProp.integrated is 1 on Jetsons (cuda-python's runtime binding)."""
+    from tests.runtime.test_cuda import _fake_cudart
 
-    class Prop:
-        name, major, minor, integrated = b"Orin\0\0\0", 8, 7, 1
-
-    class Cudart:
-        @staticmethod
-        def cudaGetDeviceCount():
-            return 0, 1
-
-        @staticmethod
-        def cudaGetDeviceProperties(index):
-            return 0, Prop()
-
-    monkeypatch.setattr(T, "_cudart", lambda: Cudart)
+    _fake_cudart(monkeypatch, driver=12060, runtime=12090, gpu_name="Orin", cc="8.7", integrated=True)
     assert T.gpu_info() == T.GpuInfo("Orin", "8.7", integrated=True)
-    Prop.integrated = 0
+    _fake_cudart(monkeypatch, driver=12060, runtime=12090, gpu_name="NVIDIA L4", cc="8.9", integrated=False)
     assert T.gpu_info().integrated is False
+
+
+def test_a_driver_too_old_is_not_no_gpu_for_the_builder(monkeypatch):
+    """Error 35 with a driver present names the fix instead of "no CUDA GPU is visible"."""
+    from tests.runtime.test_cuda import _fake_cudart, _no_pycuda
+
+    _fake_cudart(monkeypatch, driver=12020, runtime=13050)
+    _no_pycuda(monkeypatch)
+    with pytest.raises(T.EngineUnavailable, match=r"CUDA 12\.2.*trt-cu12"):
+        T.gpu_info()
+    _fake_cudart(monkeypatch, driver=0, runtime=13050)  # no driver at all: simply no GPU
+    assert T.gpu_info() is None
 
 
 def test_build_engine_command_is_runnable_text(tmp_path):
