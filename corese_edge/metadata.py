@@ -65,3 +65,32 @@ class ArtifactMetadata:
             "checkpoint_sha256": self.checkpoint_sha256,
             "corese_edge_version": self.corese_edge_version,
         }
+
+
+#: OpenVINO IR: the metadata lives in the model's rt_info under this key, one string per
+#: :data:`ONNX_KEYS` entry (the same strings as ONNX ``metadata_props``), plus build facts under
+#: ``corese_edge/build/...`` (precision, source ONNX, quantizer).
+RT_INFO_ROOT = "corese_edge"
+
+
+def write_rt_info(model: Any, props: Mapping[str, str], build: Mapping[str, str] | None = None) -> None:
+    """Store ``props`` (:meth:`ArtifactMetadata.to_props` or an ONNX file's ``metadata_props``) and
+    ``build`` in an ``openvino.Model``'s rt_info; :func:`ov.save_model` then writes them into the .xml."""
+    for key, value in props.items():
+        model.set_rt_info(str(value), [RT_INFO_ROOT, str(key)])
+    for key, value in (build or {}).items():
+        model.set_rt_info(str(value), [RT_INFO_ROOT, "build", str(key)])
+
+
+def read_rt_info(model: Any, source: str = "model") -> tuple[ArtifactMetadata, dict[str, str]]:
+    """The :class:`ArtifactMetadata` and build facts stored by :func:`write_rt_info` in an
+    ``openvino.Model`` read from ``source``; a one-line :class:`UserError` when they are missing."""
+    props: dict[str, str] = {}
+    for key in ONNX_KEYS:
+        if model.has_rt_info([RT_INFO_ROOT, key]):
+            props[key] = model.get_rt_info([RT_INFO_ROOT, key]).astype(str)
+    build: dict[str, str] = {}
+    if model.has_rt_info([RT_INFO_ROOT, "build"]):
+        for key in model.get_rt_info([RT_INFO_ROOT, "build"]).astype(dict):
+            build[str(key)] = model.get_rt_info([RT_INFO_ROOT, "build", str(key)]).astype(str)
+    return ArtifactMetadata.from_props(props, source), build

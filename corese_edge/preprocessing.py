@@ -16,6 +16,64 @@ SEED_STD = (0.5, 0.5, 0.5)
 
 INTERPOLATIONS = ("linear", "area", "cubic", "nearest")
 
+FACE_TEMPLATE_SOURCES = ("default", "learned")
+
+
+@dataclass(frozen=True)
+class FaceTemplate:
+    """Where a face's right eye, left eye and mouth centre sit in the model's input crop.
+
+    Coordinates are fractions of the crop side, ``(x, y)`` with ``(0, 0)`` the top-left corner, in
+    the loader's resize geometry (the whole training image resized to the input size).  "Right eye"
+    is the subject's right eye, YuNet's first landmark, which appears on the image's left.  The
+    mouth centre is the midpoint of the two mouth corners.  ``source``: ``"learned"`` (medians of
+    detected landmarks over ``images`` training images) or ``"default"``
+    (:data:`DEFAULT_FACE_TEMPLATE`, for runs where detection failed, ``import-seed`` and
+    checkpoints older than templates).
+    """
+
+    right_eye: tuple[float, float]
+    left_eye: tuple[float, float]
+    mouth: tuple[float, float]
+    source: str = "default"
+    images: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("right_eye", "left_eye", "mouth"):
+            point = tuple(float(v) for v in getattr(self, name))
+            if len(point) != 2 or not all(-1.0 <= v <= 2.0 for v in point):
+                raise ValueError(f"face template {name} must be two fractions of the crop side, got {point}")
+            object.__setattr__(self, name, point)
+        if self.source not in FACE_TEMPLATE_SOURCES:
+            raise ValueError(f"face template source must be one of {FACE_TEMPLATE_SOURCES}, got {self.source!r}")
+        if self.right_eye[0] >= self.left_eye[0]:
+            raise ValueError("face template: the right eye (the subject's right) must lie left of the left eye in the image")
+
+    def points(self) -> "Any":
+        """``(3, 2)`` float32 array: right eye, left eye, mouth centre, as fractions of the crop side."""
+        import numpy as np
+
+        return np.asarray([self.right_eye, self.left_eye, self.mouth], dtype=np.float32)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"right_eye": list(self.right_eye), "left_eye": list(self.left_eye), "mouth": list(self.mouth),
+                "source": self.source, "images": int(self.images)}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "FaceTemplate":
+        return cls(
+            right_eye=tuple(d["right_eye"]),  # type: ignore[arg-type]
+            left_eye=tuple(d["left_eye"]),  # type: ignore[arg-type]
+            mouth=tuple(d["mouth"]),  # type: ignore[arg-type]
+            source=str(d.get("source", "learned")),
+            images=int(d.get("images", 0)),
+        )
+
+
+#: The documented default face template (see :class:`FaceTemplate`): provisional geometry of a
+#: RAF-DB-style aligned crop, replaced by the learned template whenever training finds faces.
+DEFAULT_FACE_TEMPLATE = FaceTemplate(right_eye=(0.33, 0.40), left_eye=(0.67, 0.40), mouth=(0.50, 0.75), source="default")
+
 
 @dataclass(frozen=True)
 class Preprocessing:
@@ -23,7 +81,8 @@ class Preprocessing:
 
     resize the whole image (no crop) to ``size`` x ``size`` with ``interpolation`` (OpenCV
     semantics), scale to [0, 1], subtract ``mean`` and divide by ``std`` per channel, lay out as
-    NCHW float32 in ``channel_order``.
+    NCHW float32 in ``channel_order``.  ``face_template``: where aligned faces put their eyes and
+    mouth in that input (:class:`FaceTemplate`), used by the runtime's face alignment.
     """
 
     size: int = 224
@@ -32,6 +91,7 @@ class Preprocessing:
     interpolation: str = "linear"
     channel_order: str = "rgb"
     layout: str = "nchw"
+    face_template: FaceTemplate = DEFAULT_FACE_TEMPLATE
 
     def __post_init__(self) -> None:
         if self.interpolation not in INTERPOLATIONS:
@@ -45,6 +105,7 @@ class Preprocessing:
         d = asdict(self)
         d["mean"] = list(self.mean)
         d["std"] = list(self.std)
+        d["face_template"] = self.face_template.to_dict()
         return d
 
     def to_json(self) -> str:
@@ -59,6 +120,7 @@ class Preprocessing:
             interpolation=str(d.get("interpolation", "linear")),
             channel_order=str(d.get("channel_order", "rgb")),
             layout=str(d.get("layout", "nchw")),
+            face_template=FaceTemplate.from_dict(d["face_template"]) if d.get("face_template") else DEFAULT_FACE_TEMPLATE,
         )
 
     @classmethod

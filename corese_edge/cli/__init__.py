@@ -27,6 +27,7 @@ COMMANDS = {
     "predict": "corese_edge.cli.runtime:predict_command",
     "env": "corese_edge.cli.runtime:env_command",
     "inspect": "corese_edge.cli.inspect:inspect_command",
+    "faces": "corese_edge.cli.faces:faces_group",
 }
 
 
@@ -34,7 +35,7 @@ COMMANDS = {
 EXTRA_OF = {
     "torch": "train", "torchvision": "train", "timm": "train", "albumentations": "train", "matplotlib": "train",
     "onnx": "export", "onnxruntime": "export", "onnxconverter_common": "export",
-    "cuda": "trt", "modelopt": "modelopt",
+    "cuda": "trt", "modelopt": "modelopt", "openvino": "openvino", "nncf": "openvino",
 }
 
 
