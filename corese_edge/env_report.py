@@ -31,6 +31,17 @@ def _probe(module: str) -> dict[str, Any]:
     return {"status": "ok", "version": str(version) if version is not None else None, "module": mod}
 
 
+def _installed(dist: str) -> dict[str, Any]:
+    """Like :func:`_probe` from package metadata alone: importing nncf imports torch and takes
+    seconds, which ``env`` need not pay to name its version."""
+    from corese_edge.bench.machine import dist_version
+
+    version = dist_version((dist,))
+    if version is None:
+        return {"status": "missing", "version": None, "error": f"no distribution {dist!r} installed"}
+    return {"status": "ok", "version": version}
+
+
 def collect_env() -> dict[str, Any]:
     """The facts ``corese-edge env`` prints (JSON-safe)."""
     from corese_edge import __version__
@@ -53,6 +64,15 @@ def collect_env() -> dict[str, Any]:
             libs["onnxruntime"]["providers"] = list(ort.get_available_providers())
         except Exception as exc:
             libs["onnxruntime"]["providers_error"] = str(exc)
+    libs["openvino"] = _probe("openvino")
+    ov = libs["openvino"].pop("module", None)
+    if ov is not None:
+        try:
+            libs["openvino"]["version"] = ov.get_version()  # the full build string, as OpenVINO reports it
+            libs["openvino"]["devices"] = list(ov.Core().available_devices)
+        except Exception as exc:  # a plugin that fails to load must not crash env
+            libs["openvino"]["devices_error"] = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+    libs["nncf"] = _installed("nncf")
     cv2 = libs["cv2"].pop("module", None)
     if cv2 is not None:
         libs["cv2"]["haar_cascades"] = bool(getattr(cv2, "data", None)) and hasattr(cv2, "CascadeClassifier")
@@ -183,6 +203,10 @@ def command_support(report: dict[str, Any]) -> list[CommandSupport]:
     rows.append(CommandSupport("predict / bench with .plan", not why, "; ".join(why)))
     m = have("torch", "timm")
     rows.append(CommandSupport("predict / bench with .pt", not m, need(m, "train")))
+    m = have("openvino")
+    rows.append(CommandSupport("predict / bench with .xml (OpenVINO)", not m, need(m, "openvino")))
+    m = have("torch", "timm", "onnx", "openvino", "nncf")
+    rows.append(CommandSupport("export --target openvino", not m, need(m, "train,export,openvino")))
     return rows
 
 
@@ -205,6 +229,14 @@ def format_env(report: dict[str, Any]) -> str:
         if name == "onnxruntime" and libs[name]["status"] == "ok":
             text += f" (providers: {', '.join(libs[name].get('providers', []))})"
         lines.append(f"{label:13} {text}")
+    for name in ("openvino", "nncf"):
+        if name not in libs:  # a report from before OpenVINO was probed
+            continue
+        text = ver(libs[name])
+        if name == "openvino" and libs[name]["status"] == "ok":
+            text += (f" (devices: {', '.join(libs[name]['devices']) or 'none'})" if "devices" in libs[name]
+                     else f" (devices: unknown, {libs[name].get('devices_error')})")
+        lines.append(f"{name:13} {text}")
     trt = report["tensorrt"]
     trt_text = ver(trt)
     if trt["status"] == "ok":

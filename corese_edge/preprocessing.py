@@ -26,10 +26,25 @@ class FaceTemplate:
     Coordinates are fractions of the crop side, ``(x, y)`` with ``(0, 0)`` the top-left corner, in
     the loader's resize geometry (the whole training image resized to the input size).  "Right eye"
     is the subject's right eye, YuNet's first landmark, which appears on the image's left.  The
-    mouth centre is the midpoint of the two mouth corners.  ``source``: ``"learned"`` (medians of
-    detected landmarks over ``images`` training images) or ``"default"``
-    (:data:`DEFAULT_FACE_TEMPLATE`, for runs where detection failed, ``import-seed`` and
-    checkpoints older than templates).
+    mouth centre is the midpoint of the two mouth corners.  A fraction ``f`` is pixel ``f * size``
+    of a ``size`` x ``size`` input, pixel ``i``'s centre at ``i`` (OpenCV's convention).
+    ``source``: ``"learned"`` (per-coordinate medians of YuNet's landmarks over ``images``
+    training images, :func:`corese_edge.data.face_template.learn_face_template`) or ``"default"``
+    (:data:`DEFAULT_FACE_TEMPLATE`, for runs where detection failed or was turned off,
+    ``import-seed`` and checkpoints older than templates).
+
+    How the default was measured.  RAF-DB aligned its crops with a similarity transform from the
+    two eyes and the mouth centre, then resized them to 100 x 100, and published no template.
+    Until templates existed, the runtime framed faces like RAF-DB's crops with OpenCV's Haar box
+    widened by 10 % of its side on every side (chosen by comparing crops with RAF-DB's), so the
+    default reproduces that framing: ``skimage.data.astronaut()`` at 0.5, 0.75, 1, 1.25, 1.5 and
+    2 times its size, each Haar box widened by 10 % and cropped, each crop resized to 100, 160
+    and 224 px, and YuNet's landmarks on the 18 crops.  Medians: right eye (0.317, 0.405), left
+    eye (0.696, 0.418), mouth centre (0.487, 0.750); interquartile ranges 0.02-0.04.  The
+    astronaut's head is turned slightly and training flips images horizontally (p = 0.5), so the
+    default is made left-right symmetric: the eyes at the measured mean height 0.411, 0.380
+    apart, centred on 0.5, and the mouth at x = 0.5.  Rounded to 0.01: eyes (0.31, 0.41) and
+    (0.69, 0.41), mouth (0.50, 0.75).
     """
 
     right_eye: tuple[float, float]
@@ -70,9 +85,9 @@ class FaceTemplate:
         )
 
 
-#: The documented default face template (see :class:`FaceTemplate`): provisional geometry of a
-#: RAF-DB-style aligned crop, replaced by the learned template whenever training finds faces.
-DEFAULT_FACE_TEMPLATE = FaceTemplate(right_eye=(0.33, 0.40), left_eye=(0.67, 0.40), mouth=(0.50, 0.75), source="default")
+#: The documented default face template (how it was measured: :class:`FaceTemplate`): a RAF-DB-style
+#: aligned crop, used wherever no template was learned from the training images.
+DEFAULT_FACE_TEMPLATE = FaceTemplate(right_eye=(0.31, 0.41), left_eye=(0.69, 0.41), mouth=(0.50, 0.75), source="default")
 
 
 @dataclass(frozen=True)

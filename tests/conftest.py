@@ -15,6 +15,24 @@ import pytest
 
 os.environ.setdefault("OMP_NUM_THREADS", "2")
 
+#: The YuNet face model kept outside the project (``../shared/models`` from the repository root),
+#: so the face tests and training's template detection run the real detector offline.
+SHARED_FACE_MODEL = Path(__file__).resolve().parents[1].parent / "shared" / "models" / "face_detection_yunet_2023mar.onnx"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def shared_face_model():
+    """Point ``$CORESE_EDGE_FACE_MODEL`` at the shared model file for the whole session (when it
+    exists), so no test downloads it; tests that need it absent monkeypatch the variable away."""
+    if not SHARED_FACE_MODEL.is_file():
+        yield None
+        return
+    mp = pytest.MonkeyPatch()
+    mp.setenv("CORESE_EDGE_FACE_MODEL", str(SHARED_FACE_MODEL))
+    yield SHARED_FACE_MODEL
+    mp.undo()
+
+
 TINY_SIZE = 32
 CLASSES = ("Surprise", "Fear", "Disgust", "Happiness", "Sadness", "Anger", "Neutral")
 

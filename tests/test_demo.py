@@ -43,6 +43,40 @@ def test_quick_demo_writes_what_it_promises_and_prints_the_reported_accuracy(tmp
     want = f"{report['test']['accuracy']:.2%}"
     assert listed["test accuracy"] == want
     assert re.search(rf"SWA model: test accuracy {re.escape(want)}", text)
+    # the fastest CPU model within the gate is named, in the export's line and in the summary
+    best = json.loads((export_dir / "export.json").read_text())["cpu_best"]
+    assert best["reason"] in text.splitlines() and listed["fastest CPU"].startswith(f"{best['file']} (")
+    from corese_edge.export.openvino import openvino_unavailable
+
+    if openvino_unavailable() is None:  # the extra is installed: the demo went on through OpenVINO
+        drift = json.loads((export_dir / "drift_report.json").read_text())["artifacts"]
+        compare = json.loads(Path(listed["bench json"]).read_text())
+        rows = {r["name"]: r for r in compare["rows"]}
+        for name, file in (("openvino-float", "model.xml"), ("openvino-int8", "model.int8.xml")):
+            assert (export_dir / file).is_file() and drift[name]["backend"] == "openvino"
+            assert rows[name]["status"] == "ok" and rows[name]["p50_ms_batch1"] > 0
+        assert set(best["p50_ms_by_candidate"]) == {"onnx-fp32", "onnx-fp16", "onnx-int8", "openvino-float",
+                                                    "openvino-int8"}
+
+
+@pytest.mark.slow
+def test_demo_export_without_openvino_says_it_skipped_it_and_goes_on(trained_run, tmp_path, monkeypatch, capsys):
+    import corese_edge.export.openvino as ov_stage
+    from corese_edge.demo import DemoConfig, _export_and_bench
+
+    missing = "openvino is not installed (OpenVINO IR export): pip install 'corese-edge[openvino]'"
+    monkeypatch.setattr(ov_stage, "openvino_unavailable", lambda: missing)  # as without the extra
+    info = _export_and_bench(trained_run.swa_path, tmp_path, DemoConfig(progress=False))
+    output = capsys.readouterr().out
+    assert f"      OpenVINO artifacts skipped: {missing}" in output.splitlines()
+    assert info["fastest_cpu"].startswith("model")
+    export_dir = tmp_path / "export"
+    assert not list(export_dir.glob("*.xml"))
+    for name in EXPORT_FILES:
+        assert (export_dir / name).is_file(), name
+    compare = json.loads((export_dir / "bench_compare.json").read_text())
+    assert {r["name"] for r in compare["rows"]} == {"onnx-fp32", "onnx-fp16", "onnx-int8"}
+    assert "fastest passing CPU model: model" in output
 
 
 @pytest.mark.parametrize("option,value,message", [

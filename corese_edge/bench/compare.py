@@ -14,26 +14,32 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from corese_edge.bench.machine import describe, machine_info
+from corese_edge.bench.machine import describe, format_isa, machine_info
 from corese_edge.bench.timing import SCHEMA, BenchSettings, benchmark_runner
 from corese_edge.errors import UserError
 
 log = logging.getLogger(__name__)
 
 COMPARE_SCHEMA = "corese-edge/bench-compare/1"
-SUFFIX_KIND = {".onnx": "onnx", ".plan": "trt", ".engine": "trt"}
+SUFFIX_KIND = {".onnx": "onnx", ".plan": "trt", ".engine": "trt", ".xml": "openvino"}
+FORMAT_OF_KIND = {"onnx": "onnx", "trt": "tensorrt", "openvino": "openvino"}
 
 
 @dataclass(frozen=True)
 class ArtifactEntry:
-    name: str  # drift-report key: onnx-fp32, onnx-fp16, onnx-int8, trt-fp16, trt-int8 ...
+    name: str  # drift-report key: onnx-fp32, onnx-fp16, onnx-int8, trt-fp16, trt-int8, openvino-float, openvino-int8 ...
     path: Path
     format: str
     precision: str
 
 
 def find_artifacts(export_dir: str | os.PathLike) -> list[ArtifactEntry]:
-    """The models in an export folder, named as the drift report names them."""
+    """The models in an export folder, named as the drift report names them.
+
+    An OpenVINO IR is an ``.xml`` with its ``.bin`` beside it (other XML files are not models);
+    the float IR is ``openvino-float`` (it runs at the device's float precision, known only once
+    compiled: the row's precision is then what OpenVINO reports), the INT8 IR ``openvino-int8``.
+    """
     from corese_edge.runtime.ort import precision_from_name
 
     root = Path(export_dir)
@@ -44,14 +50,18 @@ def find_artifacts(export_dir: str | os.PathLike) -> list[ArtifactEntry]:
         kind = SUFFIX_KIND.get(p.suffix.lower())
         if kind is None or not p.is_file() or p.name.startswith("."):
             continue
+        if kind == "openvino" and not p.with_suffix(".bin").is_file():
+            continue
         precision = precision_from_name(p)
+        if kind == "openvino" and precision == "fp32":
+            precision = "float"
         name = f"{kind}-{precision}"
         extra = [part for part in p.name.lower().split(".")[1:-1] if part not in (precision,)]
         if extra:  # e.g. model.embed.onnx: keep it apart from the plain fp32 graph
             name += "-" + "-".join(extra)
-        out.append(ArtifactEntry(name, p, "tensorrt" if kind == "trt" else "onnx", precision))
+        out.append(ArtifactEntry(name, p, FORMAT_OF_KIND[kind], precision))
     if not out:
-        raise UserError(f"{root} holds no .onnx or .plan files: point --compare at an export folder")
+        raise UserError(f"{root} holds no .onnx, .plan or OpenVINO .xml files: point --compare at an export folder")
     return out
 
 
@@ -118,12 +128,15 @@ def compare_export(
     machine = machine_info()
     rows, results = [], []
     for entry in entries:
+        size = entry.path.stat().st_size
+        if entry.format == "openvino":  # the IR's weights live in the .bin
+            size += entry.path.with_suffix(".bin").stat().st_size
         row: dict[str, Any] = {
             "name": entry.name,
             "file": entry.path.name,
             "format": entry.format,
             "precision": entry.precision,
-            "size_mb": round(entry.path.stat().st_size / 1e6, 2),
+            "size_mb": round(size / 1e6, 2),
             "int8_flop_share": int8_flop_share(entry, recorded_census),
         }
         d = drift_artifacts.get(entry.name) or drift_artifacts.get(entry.name.replace("trt-", "tensorrt-"))
@@ -132,9 +145,13 @@ def compare_export(
                 row["accuracy"] = d["accuracy"]
             if "accuracy_drop_pp" in d:
                 row["accuracy_drop_pp"] = d["accuracy_drop_pp"]
-        runner = open_runner(entry.path, **(runner_options or {}))
+        runner = None
         try:
+            runner = open_runner(entry.path, **(runner_options or {}))
             runner.activate()
+            row["precision"] = runner.precision  # what ran (OpenVINO: bf16 or fp32 for the float IR)
+            if getattr(runner, "execution", None):
+                row["execution"] = dict(runner.execution)  # type: ignore[attr-defined]
             ran = []
             for b in settings.batches:
                 if runner.max_batch is not None and b > runner.max_batch:
@@ -155,7 +172,8 @@ def compare_export(
             row["status"] = f"not run: {exc}"
             log.info("%s: %s", entry.path, exc)
         finally:
-            runner.close()
+            if runner is not None:
+                runner.close()
         rows.append(row)
     return {
         "schema": COMPARE_SCHEMA,
@@ -195,7 +213,8 @@ def format_compare(doc: dict[str, Any]) -> str:
     def fmt(v: Any, spec: str) -> str:
         return format(v, spec) if isinstance(v, (int, float)) else "-"
 
-    lines = [f"machine: {doc['machine']}",
+    isa = (doc.get("device") or {}).get("host", {}).get("cpu_isa")
+    lines = [f"machine: {doc['machine']}"] + ([f"cpu flags: {format_isa(isa)}"] if isa else []) + [
              f"{'artifact':18} {'format':9} {'prec':5} {'MB':>8} {'INT8 FLOPs':>10} {'acc %':>7} {'drop pp':>8} {'p50 b1 ms':>10} {'best img/s':>11} {'@batch':>6}  status"]
     for r in doc["rows"]:
         acc = r.get("accuracy")

@@ -28,6 +28,8 @@ DISTRIBUTIONS = {
     "onnx": ("onnx",),
     "numpy": ("numpy",),
     "opencv": ("opencv-python-headless", "opencv-python", "opencv-contrib-python-headless"),
+    "openvino": ("openvino",),
+    "nncf": ("nncf",),
 }
 
 
@@ -54,18 +56,56 @@ def cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
-def cpu_flags() -> list[str]:
-    """The SIMD features that decide CPU inference speed (AVX2, AVX-512, VNNI, NEON...)."""
+#: x86 features that decide which CPU kernels run (Linux /proc/cpuinfo names -> label):
+#: VNNI speeds INT8 dot products, AMX tiles run INT8 and BF16 matrix products, AVX-512-BF16 and
+#: AMX-BF16 are what OpenVINO's default BF16 inference precision needs.
+CPU_ISA = {
+    "avx2": "AVX2",
+    "avx512f": "AVX-512F",
+    "avx512_vnni": "AVX-512 VNNI",
+    "avx_vnni": "AVX-VNNI",
+    "avx512_bf16": "AVX-512 BF16",
+    "avx512_fp16": "AVX-512 FP16",
+    "amx_tile": "AMX tile",
+    "amx_int8": "AMX INT8",
+    "amx_bf16": "AMX BF16",
+}
+
+
+def _cpuinfo_flags(path: Path = Path("/proc/cpuinfo")) -> set[str] | None:
+    """The first CPU's flag set from /proc/cpuinfo (``Features`` on ARM); None where it cannot be read."""
     try:
-        text = Path("/proc/cpuinfo").read_text(errors="replace")
-    except OSError:
-        return []
+        text = path.read_text(errors="replace")
+    except OSError:  # not Linux, or no procfs
+        return None
     m = re.search(r"^(?:flags|Features)\s*:\s*(.+)$", text, flags=re.M)
-    if not m:
+    return set(m.group(1).split()) if m else None
+
+
+def cpu_flags(path: Path = Path("/proc/cpuinfo")) -> list[str]:
+    """The SIMD features that decide CPU inference speed (AVX2, AVX-512, VNNI, AMX, NEON...)."""
+    have = _cpuinfo_flags(path)
+    if not have:
         return []
-    have = set(m.group(1).split())
-    wanted = ("avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_int8", "asimd", "asimddp", "sve")
+    wanted = ("avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "avx512_fp16", "amx_tile",
+              "amx_int8", "amx_bf16", "asimd", "asimddp", "sve")
     return [f for f in wanted if f in have]
+
+
+def cpu_isa(path: Path = Path("/proc/cpuinfo")) -> dict[str, bool]:
+    """``{flag: present}`` for every :data:`CPU_ISA` flag; ``{}`` when the flags cannot be read
+    (unknown is not "absent").  On ARM every entry is False."""
+    have = _cpuinfo_flags(path)
+    if have is None:
+        return {}
+    return {flag: flag in have for flag in CPU_ISA}
+
+
+def format_isa(isa: dict[str, bool]) -> str:
+    """``AVX2 yes, AVX-512F yes, ..., AMX BF16 no`` (or ``unknown``)."""
+    if not isa:
+        return "unknown"
+    return ", ".join(f"{CPU_ISA.get(k, k)} {'yes' if v else 'no'}" for k, v in isa.items())
 
 
 def gpus() -> tuple[list[dict[str, Any]], str]:
@@ -124,6 +164,7 @@ def machine_info() -> dict[str, Any]:
         "host": {
             "cpu": cpu_name(),
             "cpu_features": cpu_flags(),
+            "cpu_isa": cpu_isa(),
             "logical_cores": os.cpu_count(),
             "usable_cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
             "os": f"{platform.system()} {platform.release()}",

@@ -8,7 +8,13 @@ Speed does not depend on the weights, so the models are randomly initialised (no
 INT8 model is ONNX Runtime's CPU flavour (U8S8 Q/DQ, ``quantize_static``) calibrated on random
 inputs, which fixes its speed but says nothing of its accuracy (the export's drift report does).
 Combinations this machine cannot run (TensorRT without a GPU, FP16 kernels ONNX Runtime's CPU
-provider lacks) are listed with the reason, never timed or invented.
+provider lacks, OpenVINO without the ``openvino`` extra) are listed with the reason, never timed
+or invented.
+
+OpenVINO rows (when ``openvino`` imports): the float IR converted from the suite's ONNX and
+OpenVINO reading that ONNX directly, both at the device's default inference precision (BF16 on a
+CPU with AMX or AVX-512-BF16), and OpenVINO reading the INT8 Q/DQ ONNX; each result's precision
+is what OpenVINO reports after compiling, never assumed.
 """
 from __future__ import annotations
 
@@ -40,7 +46,7 @@ DEFAULT_MARKDOWN = ROOT / "benchmarks" / "RESULTS.md"
 @dataclass(frozen=True)
 class SuiteConfig:
     models: tuple[str, ...] = ("coresse", "coresse-lite")
-    backends: tuple[str, ...] = ("ort", "torch", "trt")
+    backends: tuple[str, ...] = ("ort", "openvino", "torch", "trt")
     precisions: tuple[str, ...] = ("fp32", "fp16", "int8")
     batches: tuple[int, ...] = (1, 8)
     warmup_ms: float = 200.0
@@ -150,8 +156,32 @@ def trt_unavailable_reason() -> str | None:
     return None
 
 
+def openvino_runners(precision: str, paths: dict[str, Path], work: Path, threads: int | None) -> tuple[list[Any], str | None]:
+    """The OpenVINO rows of one precision: ``(runners, None)`` or ``([], why not)``.
+
+    fp32: the float IR converted from the suite's ONNX (:func:`corese_edge.export.openvino.ir_from_onnx`,
+    FP32 weights), and OpenVINO reading that ONNX directly; both at the device's default inference
+    precision (BF16 on a CPU with AMX or AVX-512-BF16), which each result reports as its precision.
+    int8: OpenVINO reading the suite's U8S8 Q/DQ ONNX directly.
+    """
+    from corese_edge.runtime.openvino import OpenVinoRunner
+
+    if precision == "fp16":
+        return [], ("OpenVINO picks the float precision per device: the fp32-source rows run at its default "
+                    "(bf16 with AMX / AVX-512-BF16), reported as their precision")
+    if precision == "int8":
+        return [OpenVinoRunner(paths["int8"], threads=threads)], None
+    from corese_edge.export.openvino import ir_from_onnx
+
+    xml = work / "model.xml"
+    if not xml.is_file():
+        ir_from_onnx(paths["fp32"], xml)
+    return [OpenVinoRunner(xml, threads=threads), OpenVinoRunner(paths["fp32"], threads=threads)], None
+
+
 def run_suite(cfg: SuiteConfig = SuiteConfig(), progress: Callable[[str], None] = print) -> dict[str, Any]:
     """Run the matrix, append it to the machine's results file, regenerate RESULTS.md."""
+    from corese_edge.bench.machine import format_isa
     from corese_edge.runtime.ort import OrtRunner
     from corese_edge.runtime.torch_runner import TorchRunner
 
@@ -161,6 +191,7 @@ def run_suite(cfg: SuiteConfig = SuiteConfig(), progress: Callable[[str], None] 
     )
     machine = machine_info()
     progress(f"machine: {describe(machine)}")
+    progress(f"cpu flags: {format_isa(machine['host'].get('cpu_isa') or {})}")
     results: list[dict[str, Any]] = []
     skipped: list[dict[str, Any]] = []
     trt_reason = trt_unavailable_reason() if "trt" in cfg.backends else None
@@ -172,8 +203,14 @@ def run_suite(cfg: SuiteConfig = SuiteConfig(), progress: Callable[[str], None] 
                 for precision in cfg.precisions:
                     reason = None
                     runner = None
+                    runners: list[Any] = []
                     if backend == "ort":
                         runner = OrtRunner(paths[precision], providers="cpu", threads=cfg.threads)
+                    elif backend == "openvino":
+                        try:
+                            runners, reason = openvino_runners(precision, paths, Path(tmp) / variant, cfg.threads)
+                        except UserError as exc:  # no openvino (one line naming the extra), a failed conversion
+                            reason = str(exc)
                     elif backend == "torch":
                         if precision == "fp16":
                             reason = "PyTorch eager FP16 is a CUDA path (benchmarks/gpu_backends.py)"
@@ -186,12 +223,14 @@ def run_suite(cfg: SuiteConfig = SuiteConfig(), progress: Callable[[str], None] 
                             continue  # engines are built from the FP16 and INT8 graphs only
                         reason = trt_reason or "TensorRT rows need an engine built on this machine (corese-edge build-engine)"
                     else:
-                        raise UserError(f"unknown backend {backend!r} (ort, torch, trt)")
+                        raise UserError(f"unknown backend {backend!r} (ort, openvino, torch, trt)")
                     if runner is not None:
+                        runners = [runner]
+                    for runner in runners:
                         try:
                             runner.activate()
                             for b in cfg.batches:
-                                progress(f"[{variant}] {backend} {precision} batch {b}")
+                                progress(f"[{variant}] {backend} {runner.precision} ({Path(runner.path).name}) batch {b}")
                                 r = benchmark_runner(runner, int(b), settings)
                                 r["model"] = variant
                                 r["artifact"] = Path(r["artifact"]).name
@@ -253,6 +292,7 @@ def _latest(runs: list[dict[str, Any]], kind: str) -> dict[str, dict[str, Any]]:
 
 def render_markdown(results_dir: str | os.PathLike, markdown: str | os.PathLike) -> Path:
     """Regenerate RESULTS.md (and its plots under ``results_dir/plots``) from every results file."""
+    from corese_edge.bench.machine import format_isa
     from corese_edge.bench.report import plot_vs_batch, series_from_results
 
     results_dir, markdown = Path(results_dir), Path(markdown)
@@ -268,7 +308,9 @@ def render_markdown(results_dir: str | os.PathLike, markdown: str | os.PathLike)
         "",
         "Reading the CPU rows: ONNX Runtime's CPU provider has no fast FP16 kernels, so an FP16 graph is slower",
         "than FP32 there (FP16 is a GPU precision); the suite's INT8 is the CPU flavour (U8S8) with random",
-        "calibration, which fixes its speed but not its accuracy (see the export's drift report). A row marked",
+        "calibration, which fixes its speed but not its accuracy (see the export's drift report). OpenVINO rows",
+        "run at the device's default inference precision (bf16 on CPUs with AMX or AVX-512-BF16), and their",
+        "precision column is what OpenVINO reports after compiling. A row marked",
         "\"not run\" was not measured on that machine; no number is ever filled in for it.",
         "",
     ]
@@ -281,6 +323,9 @@ def render_markdown(results_dir: str | os.PathLike, markdown: str | os.PathLike)
         lines += [f"## {doc['description']}", ""]
         versions = doc["machine"].get("versions", {})
         lines.append("Versions: " + ", ".join(f"{k} {v}" for k, v in versions.items() if v) + ".")
+        isa = doc["machine"].get("host", {}).get("cpu_isa")
+        if isa:
+            lines.append(f"CPU flags: {format_isa(isa)}.")
         if not doc["machine"].get("gpus"):
             lines.append(f"No GPU here ({doc['machine'].get('no_gpu_reason', 'none found')}): GPU and TensorRT rows were **not executed** on this machine; "
                          "`benchmarks/gpu_backends.py` records a GPU run (ONNX Runtime and PyTorch CUDA FP16, batch 1/8/64) on a machine that has one.")
@@ -323,17 +368,17 @@ def _suite_section(run, slug, results_dir, plot_vs_batch, series_from_results, m
         f"transfers included {s.get('include_transfers')}, weights: {s.get('weights', 'n/a')}, INT8: {s.get('int8_flavour', 'n/a')}."
         + (f" Load average when recorded: {', '.join(map(str, run['load_average']))} (1/5/15 min)." if run.get("load_average") else ""),
         "",
-        "| model | backend | precision | batch | p50 ms | p90 ms | p99 ms | CV % | images/s |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| model | backend | precision | batch | p50 ms | p90 ms | p99 ms | CV % | images/s | artifact |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for r in run["results"]:
         lat = r["latency_ms"]
         lines.append(
             f"| {r.get('model', '')} | {r['backend']} | {r['precision']} | {r['batch']} | {lat['median']:.2f} | "
-            f"{lat['p90']:.2f} | {lat['p99']:.2f} | {lat['cv'] * 100:.1f} | {r['throughput_ips']:.1f} |"
+            f"{lat['p90']:.2f} | {lat['p99']:.2f} | {lat['cv'] * 100:.1f} | {r['throughput_ips']:.1f} | {r.get('artifact', '')} |"
         )
     for r in run.get("not_run", []):
-        lines.append(f"| {r['model']} | {r['backend']} | {r['precision']} | - | not run: {r['reason']} | | | | |")
+        lines.append(f"| {r['model']} | {r['backend']} | {r['precision']} | - | not run: {r['reason']} | | | | | |")
     lines.append("")
     if run.get("notes"):
         lines += [f"Notes: {run['notes']}", ""]
@@ -341,7 +386,9 @@ def _suite_section(run, slug, results_dir, plot_vs_batch, series_from_results, m
     plots.mkdir(parents=True, exist_ok=True)
     models = sorted({r.get("model", "") for r in run["results"]})
     for model in models:
-        series = series_from_results([r for r in run["results"] if r.get("model", "") == model])
+        # the artifact tells apart OpenVINO's IR and ONNX rows, which share backend and precision
+        series = series_from_results([r for r in run["results"] if r.get("model", "") == model],
+                                     label_keys=("backend", "precision", "artifact"))
         if not series:
             continue
         out = plot_vs_batch(series, plots / f"{slug}-{model or 'model'}.png", f"{model}: latency and throughput vs batch")

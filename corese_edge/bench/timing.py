@@ -180,6 +180,8 @@ def benchmark_runner(runner: Runner, batch: int, settings: BenchSettings, sample
         result["include_transfers"] = settings.include_transfers
     if hasattr(runner, "providers") and getattr(runner, "providers"):
         result["providers"] = list(runner.providers)  # type: ignore[attr-defined]
+    if getattr(runner, "execution", None):  # OpenVINO: device, precision hint, streams, threads as compiled
+        result["execution"] = dict(runner.execution)  # type: ignore[attr-defined]
     basis = "gpu_compute_ms" if "gpu_compute_ms" in result else "latency_ms"
     cv = result[basis]["cv"]
     warnings = []

@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import click
 
-from corese_edge.export.targets import CALIB_METHODS, HARDWARE_COMPAT, QUANTIZERS, TARGETS, VAL_SPLITS
+from corese_edge.export.targets import CALIB_METHODS, HARDWARE_COMPAT, QUANTIZERS, TARGETS, VAL_SPLITS, describe_table
 
 EXPORT_EPILOG = """\b
 Examples:
   corese-edge export --int8                          # newest runs/*/swa_final.pt, TensorRT INT8
   corese-edge export --int8 --fp16 --checkpoint runs/rafdb/swa_final.pt --out export/rafdb
   corese-edge export --int8 --target cpu             # U8S8 for ONNX Runtime on a CPU
+  corese-edge export --int8 --target openvino        # OpenVINO IR: model.xml (BF16 on AMX) + model.int8.xml (NNCF)
+  corese-edge export --target cpu-best               # every CPU candidate, benched here; names the fastest passing one
   corese-edge export --profile jetson-orin-int8      # export/jetson-orin-int8.yaml
   corese-edge export --int8 --calib-data ~/camera_frames --calib-size 1024
   corese-edge export --int8 --auto-keep --max-drift 0.5
@@ -23,7 +25,9 @@ Examples:
 \b
 Without TensorRT and a GPU the export stops after the ONNX files and prints the
 'corese-edge build-engine' command to run on the target device.
-"""
+\b
+Targets (the first quantizer is the default):
+""" + "\n".join("  " + row for row in describe_table().splitlines()) + "\n"
 
 BUILD_ENGINE_EPILOG = """\b
 Examples:
@@ -41,12 +45,16 @@ TensorRT version (TensorRT 8.6, 10.x and 11.x are supported).
 @click.option("--checkpoint", type=click.Path(), help="Checkpoint to export.  [default: newest runs/*/swa_final.pt]")
 @click.option("--fp16", is_flag=True, default=None, help="Also write model.fp16.onnx (FP32 inputs/outputs).")
 @click.option("--int8", is_flag=True, default=None, help="Also write model.int8.onnx (Q/DQ, calibrated on train).")
-@click.option("--target", type=click.Choice(list(TARGETS)), help="tensorrt: S8S8 Q/DQ + engine; cpu: U8S8 for ONNX Runtime.  [default: tensorrt]")
+@click.option("--target", type=click.Choice(list(TARGETS)),
+              help="tensorrt: S8S8 Q/DQ + engine; cpu: U8S8 for ONNX Runtime; openvino: OpenVINO IR (extra [openvino]); "
+                   "cpu-best: every CPU candidate (INT8 included), benched here, the fastest passing one named.  [default: tensorrt]")
 @click.option("--data", type=click.Path(), help="Dataset folder.  [default: the one recorded in the checkpoint]")
 @click.option("--calib-data", type=click.Path(), help="Calibrate on this folder of images (unlabelled is fine) instead of the train split.")
 @click.option("--calib-size", type=int, help="Calibration images.  [default: 512]")
 @click.option("--calib-method", type=click.Choice(list(CALIB_METHODS)), help="[default: minmax]")
-@click.option("--quantizer", type=click.Choice(list(QUANTIZERS)), help="ONNX Runtime or NVIDIA ModelOpt (extra [modelopt]).  [default: ort]")
+@click.option("--quantizer", type=click.Choice(list(QUANTIZERS)),
+              help="ONNX Runtime, NVIDIA ModelOpt (extra [modelopt]) or NNCF (--target openvino; ort there: OpenVINO reads "
+                   "the U8S8 Q/DQ ONNX).  [default: the target's first: ort, nncf for openvino]")
 @click.option("--val-split", type=click.Choice(list(VAL_SPLITS)), help="Where drift is reported; nothing is chosen on it.  [default: test]")
 @click.option("--embed-preprocess", is_flag=True, default=None, help="Also write *.preprocess.onnx taking uint8 NHWC frames.")
 @click.option("--max-drift", type=float, help="Largest accuracy drop allowed, in percentage points.  [default: 1.0]")
@@ -61,13 +69,16 @@ TensorRT version (TensorRT 8.6, 10.x and 11.x are supported).
 @click.option("--out", type=click.Path(), help="Output folder.  [default: export/ beside the checkpoint]")
 @click.option("--workspace-gb", type=float, help="TensorRT builder workspace.  [default: 4]")
 @click.option("--seed", type=int, help="Calibration sampling seed.  [default: 0]")
+@click.option("--bench-seconds", type=float, help="--target cpu-best: seconds of timing per candidate at batch 1.  [default: 1.5]")
 @click.option("--no-progress", "no_progress", is_flag=True, help="No progress bars.")
 def export_command(profile, keep_fp, no_progress, **options):
-    """Export a checkpoint to ONNX FP32 (+ FP16 / INT8 Q/DQ), measure accuracy drift, build a TensorRT engine.
+    """Export a checkpoint to ONNX FP32 (+ FP16 / INT8 Q/DQ, OpenVINO IR), measure accuracy drift, build a TensorRT engine.
 
     Writes model.onnx, model.fp16.onnx, model.int8.onnx, drift_report.{json,md}, drift.png and
-    export.json into --out, plus model.<precision>.plan(.json) when TensorRT and a GPU are present.
-    Exits non-zero when an artifact drops more than --max-drift (the files are kept).
+    export.json into --out, plus model.<precision>.plan(.json) when TensorRT and a GPU are present,
+    and model.xml / model.int8.xml (+ .bin) for --target openvino and cpu-best.
+    Exits non-zero when an artifact drops more than --max-drift (the files are kept); for
+    --target cpu-best only when no candidate passes.
     """
     from corese_edge.export.pipeline import make_export_config, run_export
 

@@ -52,6 +52,8 @@ Examples:
 @click.option("--select-metric", type=click.Choice(["accuracy", "mean_class_accuracy"]), help="Picks best.pt on validation.  [default: accuracy]")
 @click.option("--balance", type=click.Choice(["none", "sampler", "loss"]), help="Class-imbalance handling.  [default: none]")
 @click.option("--skip-bad-images", is_flag=True, default=None, help="Skip unreadable images (and report how many) instead of stopping.")
+@click.option("--face-model", type=click.Path(), help="YuNet .onnx for the face template.  [default: $CORESE_EDGE_FACE_MODEL, cache or download]")
+@click.option("--face-template-images", type=int, help="Training images sampled to learn the face template (0: use the default).  [default: 300]")
 @click.option("--no-progress", "no_progress", is_flag=True, help="No progress bars.")
 @click.option("--config", "config_file", type=click.Path(), help="YAML file of the options above (command-line options win).")
 @click.option("--nproc", type=int, default=1, show_default=True, help="Processes for DDP on this machine (launches torchrun).")

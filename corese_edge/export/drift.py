@@ -14,6 +14,11 @@ fractions in [0, 1]; every ``*_pp`` value is in percentage points, positive mean
                                  "mean_abs_logit_diff", "per_class_recall_drop_pp": {...},
                                  "passed": true, "census": {...}, ...}}}
 
+Every entry the export adds also says what ran: ``backend`` (``onnx`` under ONNX Runtime, ``trt``,
+``openvino``) and ``precision``, the precision the backend really computed in: the graph's for an
+ONNX artifact, OpenVINO's inference precision after compiling for an IR (``bf16`` for the float IR
+on a CPU with AMX, ``int8``), never assumed from the file name.
+
 ``census`` (ONNX artifacts) is :meth:`corese_edge.export.census.PrecisionCensus.to_dict`, the same
 data export.json carries under ``"census"``; the Markdown report tabulates its FLOP shares.
 """
@@ -148,13 +153,14 @@ class DriftReport:
             f"Reference: {self.reference_name}, accuracy {self.reference_accuracy:.2%} on {len(self.labels)} "
             f"{self.split} images.  Limit: {self.max_drift_pp:g} pp.  Result: **{'passed' if self.passed else 'FAILED'}**.",
             "",
-            "| artifact | accuracy | drop (pp) | agreement | max abs logit diff | mean abs logit diff | gate |",
-            "| --- | ---: | ---: | ---: | ---: | ---: | --- |",
+            "| artifact | accuracy | drop (pp) | agreement | max abs logit diff | mean abs logit diff | gate | ran as |",
+            "| --- | ---: | ---: | ---: | ---: | ---: | --- | --- |",
         ]
         for name, a in self.artifacts.items():
+            ran = " ".join(str(a[k]) for k in ("backend", "precision") if a.get(k)) or "-"
             lines.append(
                 f"| {name} | {a['accuracy']:.2%} | {a['accuracy_drop_pp']:+.2f} | {a['agreement']:.2%} | "
-                f"{a['max_abs_logit_diff']:.4g} | {a['mean_abs_logit_diff']:.4g} | {'pass' if a['passed'] else 'FAIL'} |"
+                f"{a['max_abs_logit_diff']:.4g} | {a['mean_abs_logit_diff']:.4g} | {'pass' if a['passed'] else 'FAIL'} | {ran} |"
             )
         lines += ["", "Recall drop per class (pp, positive = worse than the reference):", ""]
         names = list(self.artifacts)
@@ -229,9 +235,9 @@ class DriftReport:
         return out / "drift_report.json", out / "drift_report.md", out / "drift.png"
 
 
-def summary_table(rows: Sequence[tuple[str, str, str, str]]) -> str:
-    """The closing table: artifact, size, accuracy, drop (already formatted cells)."""
-    header = ("artifact", "size", "accuracy", "drop")
-    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(4)]
+def summary_table(rows: Sequence[Sequence[str]], header: Sequence[str] = ("artifact", "size", "accuracy", "drop")) -> str:
+    """The closing table (already formatted cells, one per column of ``header``)."""
+    header = tuple(header)
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
     fmt = "  ".join("{:<%d}" % w for w in widths)
     return "\n".join([fmt.format(*header), fmt.format(*("-" * w for w in widths))] + [fmt.format(*r) for r in rows])

@@ -1,4 +1,4 @@
-"""Running every artifact on the same images: ONNX Runtime sessions, PyTorch, TensorRT engines.
+"""Running every artifact on the same images: ONNX Runtime sessions, PyTorch, TensorRT engines, OpenVINO IR.
 
 Each backend is wrapped as a *logits function* ``f(batch) -> logits``: ``batch`` is NCHW float32
 (already preprocessed), ``logits`` is ``(N, classes)`` float32.  :func:`collect_logits` decodes the
@@ -167,6 +167,34 @@ class EngineLogits:
         return run_in_profile(
             lambda b: self.runner.infer({self.input_name: b})[self.output_name], batch, self.min_batch, self.max_batch
         )
+
+    def close(self) -> None:
+        self.runner.close()
+
+
+class OpenVinoLogits:
+    """Logits of an OpenVINO IR through the runtime's ``OpenVinoRunner`` (imported lazily), with
+    the runner's default device configuration: that is the deployment the drift report judges.
+
+    ``precision`` is what OpenVINO really runs after compiling (``"bf16"`` for the float IR on a
+    CPU with AMX or AVX-512-BF16, ``"int8"`` for the INT8 IR), read from the runner.
+    """
+
+    def __init__(self, xml: str | os.PathLike, **runner_options) -> None:
+        from corese_edge.runtime.openvino import OpenVinoRunner
+
+        self.runner = OpenVinoRunner(os.fspath(xml), **runner_options)
+        self.runner.activate()
+        self.input_name = self.runner.inputs[0].name
+        self.output_name = self.runner.outputs[0].name
+
+    @property
+    def precision(self) -> str:
+        return self.runner.precision
+
+    def __call__(self, batch: np.ndarray) -> np.ndarray:
+        out = self.runner.infer({self.input_name: np.ascontiguousarray(batch, dtype=np.float32)})
+        return np.asarray(out[self.output_name], dtype=np.float32)
 
     def close(self) -> None:
         self.runner.close()

@@ -10,8 +10,10 @@ Two flavours (DESIGN decision 2, the capability table in :mod:`corese_edge.expor
     in the FP16 artifact); only layers named on purpose stay FP32 (``keep_fp`` nodes,
     ``keep_fp32_ops`` op types).  See "INT8 + FP16 for TensorRT" below.
 ``u8s8`` (``--target cpu``)
-    uint8 activations, per-channel int8 weights, on every op ONNX Runtime quantizes, everything
-    else FP32: the form its fast CPU kernels take.
+    uint8 activations, per-channel symmetric int8 weights, on Conv, MatMul and Gemm only; Conv
+    outputs are quantized too (so ONNX Runtime fuses each into a QLinearConv), MatMul and Gemm
+    outputs stay float (MatMulIntegerToFloat / QGemm with a float output), everything else FP32.
+    See "Why the CPU flavour quantizes only the weighted ops" below.
 
 The stage is split so each part can run and be tested alone: :func:`prepare_for_quantization`
 (ORT's ``quant_pre_process``), :func:`calibrate` (streams batches through ORT's calibrator and
@@ -42,6 +44,18 @@ INT8 + FP16 for TensorRT
     parses :func:`weakly_typed_qdq` of it: the same graph with every FP16 tensor widened to FP32,
     at opset 17, which is the graph this module wrote before FP16 was added.
 
+Why the CPU flavour quantizes only the weighted ops
+    Quantizing every op ONNX Runtime can quantize (its registry, ~30 op types) wraps ConvNeXt's
+    erf-GELU, bias Adds, layer-scale Muls and residual Adds in Q/DQ pairs.  ORT then runs them as
+    unfused Div + Erf in FP32 and as QLinearAdd / QLinearMul (a requantization each) instead of one
+    BiasGelu, and every Q/DQ pair left between two FP32 ops costs a pass over the tensor;
+    DequantizeLinear is a plain loop that never uses the intra-op thread pool (onnxruntime
+    ``core/providers/cpu/quantization/quantize_linear.cc``), so it also caps the gain of a second
+    thread.  With only Conv / MatMul / Gemm quantized, and MatMul / Gemm outputs left float, every
+    weighted op fuses (QLinearConv; MatMulIntegerToFloat, which runs on MLAS's U8S8 QGEMM, the AMX
+    kernel where the CPU has AMX-INT8), BiasGelu fuses as in FP32, and fewer tensors are rounded.
+    Measured in ``benchmarks/ort_int8_amx.py`` (full ``coresse``, 224 px).
+
 Bounded calibration memory: ORT's ``CalibMaxIntermediateOutputs`` option clears the collected
 outputs *without* merging them in the onnxruntime releases we use (microsoft/onnxruntime#18893;
 the fix in PR #20226 was never merged), so it silently drops calibration data.  :func:`calibrate`
@@ -71,6 +85,11 @@ log = logging.getLogger(__name__)
 
 #: TensorRT's Q/DQ placement: quantize the inputs of the weighted ops
 TENSORRT_OP_TYPES = ("Conv", "Gemm", "MatMul")
+#: ONNX Runtime CPU's: the weighted ops only (module docstring, "Why the CPU flavour ...")
+CPU_OP_TYPES = ("Conv", "Gemm", "MatMul")
+#: their outputs stay float, so DQ -> MatMul / Gemm fuse into MatMulIntegerToFloat / QGemm and the
+#: bias Add + GELU after them fuse into BiasGelu; Conv outputs stay quantized (QLinearConv needs them)
+CPU_FLOAT_OUTPUT_OP_TYPES = ("Gemm", "MatMul")
 #: the first opset whose QuantizeLinear / DequantizeLinear take FP16 inputs and scales
 FP16_QDQ_OPSET = 19
 #: the opset of the weakly typed form that TensorRT 8.6's parser reads (it supports opsets <= 17)
@@ -99,7 +118,11 @@ FLAVOURS = {
          ("OpTypesToExcludeOutputQuantization", TENSORRT_OP_TYPES)),
         symmetric_int8=True, high_precision="fp16",
     ),
-    "u8s8": Flavour("u8s8", "QUInt8", "QInt8", None, (("WeightSymmetric", True),), symmetric_int8=False),
+    "u8s8": Flavour(
+        "u8s8", "QUInt8", "QInt8", CPU_OP_TYPES,
+        (("WeightSymmetric", True), ("OpTypesToExcludeOutputQuantization", CPU_FLOAT_OUTPUT_OP_TYPES)),
+        symmetric_int8=False,
+    ),
 }
 
 

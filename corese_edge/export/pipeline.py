@@ -3,10 +3,12 @@
 :func:`run_export` takes one resolved :class:`ExportConfig` and runs the stages over one
 :class:`ExportState`.  Each stage is a public function that can be called and tested alone, in
 this order: :func:`prepare_export` (inputs, early checks), :func:`stage_fp32` (ONNX + parity),
-:func:`stage_fp16`, :func:`stage_int8`, :func:`stage_embed`, :func:`stage_drift` (drift report
-and precision census), :func:`stage_engine`, :func:`stage_write` (export.json, reports, table).
-The work of each lives in its own module (``onnx_fp32``, ``fp16``, ``int8`` / ``modelopt``,
-``drift``, ``census``, ``tensorrt``).  :func:`make_export_config` applies a profile
+:func:`stage_fp16`, :func:`stage_int8`, :func:`stage_embed`, :func:`stage_openvino` (OpenVINO IR),
+:func:`stage_drift` (drift report and precision census), :func:`stage_engine`,
+:func:`stage_cpu_best` (``--target cpu-best``: time the CPU candidates, name the fastest passing
+one), :func:`stage_write` (export.json, reports, table).  The work of each lives in its own module
+(``onnx_fp32``, ``fp16``, ``int8`` / ``modelopt``, ``openvino``, ``drift``, ``census``,
+``tensorrt``, ``cpu_best``).  :func:`make_export_config` applies a profile
 (``export/NAME.yaml``) under explicit options, exactly as the CLI does::
 
     from corese_edge.export import make_export_config, run_export
@@ -67,7 +69,10 @@ class ExportConfig:
     ``checkpoint`` None: the newest ``runs/*/swa_final.pt``.  ``data`` None: the dataset recorded in
     the checkpoint.  ``out`` None: ``export/`` beside the checkpoint.  ``engine`` None builds an
     engine when TensorRT and a GPU are present, True demands one, False never builds.
-    ``max_drift`` is in percentage points of accuracy.
+    ``max_drift`` is in percentage points of accuracy.  ``quantizer`` None: the target's default
+    (its first in the capability table: ``ort``, or ``nncf`` for ``--target openvino``).
+    ``--target cpu-best`` always exports INT8 candidates, so ``int8`` is true for it;
+    ``bench_seconds`` is how long it times each candidate at batch 1 (in interleaved rounds).
     """
 
     checkpoint: str | None = None
@@ -78,7 +83,7 @@ class ExportConfig:
     calib_data: str | None = None
     calib_size: int = 512
     calib_method: str = "minmax"
-    quantizer: str = "ort"
+    quantizer: str | None = None
     val_split: str = "test"
     embed_preprocess: bool = False
     max_drift: float = 1.0
@@ -93,11 +98,16 @@ class ExportConfig:
     out: str | None = None
     workspace_gb: float = 4.0
     seed: int = 0
+    bench_seconds: float = 1.5
     progress: bool = True
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "keep_fp", tuple(self.keep_fp or ()))
         target = T.get_target(self.target)
+        if self.quantizer is None:
+            object.__setattr__(self, "quantizer", target.quantizers[0])
+        if target.chooses_fastest and not self.int8:  # a documented part of the target, not a correction
+            object.__setattr__(self, "int8", True)
         for precision in T.requested_precisions(self.fp16, self.int8):
             target.check(precision)
         choose = {"calib_method": T.CALIB_METHODS, "quantizer": T.QUANTIZERS, "val_split": T.VAL_SPLITS}
@@ -111,10 +121,20 @@ class ExportConfig:
             )
         if self.int8 and self.quantizer == "modelopt" and self.calib_method == "percentile":
             raise UserError("--quantizer modelopt calibrates with minmax or entropy, not percentile")
+        if self.int8 and self.quantizer == "nncf":
+            if self.calib_method != "minmax":
+                raise UserError(f"--calib-method {self.calib_method} is for the Q/DQ quantizers; NNCF collects its own "
+                                "min/max statistics: drop --calib-method or use --quantizer ort")
+            if self.keep_fp:
+                raise UserError("--keep-fp names layers of the Q/DQ ONNX; with --quantizer nncf use --auto-keep "
+                                "(NNCF's accuracy control) or --quantizer ort")
+        if self.bench_seconds <= 0:
+            raise UserError(f"--bench-seconds must be positive, got {self.bench_seconds}")
         if (self.keep_fp or self.auto_keep) and not self.int8:
             raise UserError("--keep-fp and --auto-keep choose INT8 layers; add --int8")
-        if self.auto_keep and self.quantizer != "ort":
-            raise UserError("--auto-keep re-quantizes with ONNX Runtime's quantizer; use --quantizer ort")
+        if self.auto_keep and self.quantizer not in ("ort", "nncf"):
+            raise UserError("--auto-keep re-quantizes with ONNX Runtime's quantizer (or NNCF's accuracy control "
+                            "for OpenVINO); use --quantizer ort")
         if self.engine and not target.engines:
             raise UserError(f"--target {self.target} builds no TensorRT engine; drop --engine or use --target tensorrt")
         if self.calib_size < 1:
@@ -154,9 +174,13 @@ class ExportResult:
     notes: list[str] = field(default_factory=list)
     kept_fp: tuple[str, ...] = ()
     table: str = ""
+    cpu_best: Any = None  # cpu_best.CpuBestChoice for --target cpu-best
 
     @property
     def passed(self) -> bool:
+        """The drift gate: every artifact within ``--max-drift``; for ``cpu-best``, a candidate chosen."""
+        if self.cpu_best is not None:
+            return self.cpu_best.winner is not None
         return bool(self.drift.passed)
 
     @property
@@ -256,7 +280,8 @@ def _tool_versions() -> dict[str, str | None]:
     from corese_edge import __version__
 
     versions: dict[str, str | None] = {"corese-edge": __version__, "python": platform.python_version()}
-    for dist in ("torch", "timm", "onnx", "onnxruntime", "onnxconverter-common", "numpy", "nvidia-modelopt", "tensorrt"):
+    for dist in ("torch", "timm", "onnx", "onnxruntime", "onnxconverter-common", "numpy", "nvidia-modelopt", "tensorrt",
+                 "openvino", "nncf"):
         try:
             versions[dist] = metadata.version(dist)
         except metadata.PackageNotFoundError:
@@ -264,9 +289,23 @@ def _tool_versions() -> dict[str, str | None]:
     return versions
 
 
-def _size(path: Path) -> str:
-    """Decimal units (1 MB = 10**6 bytes), as `bench --compare` reports them."""
-    n = float(path.stat().st_size)
+def _files_of(path: Path) -> tuple[Path, ...]:
+    """The files an artifact is made of: an OpenVINO IR is its .xml and the .bin beside it."""
+    return (path, path.with_suffix(".bin")) if path.suffix == ".xml" else (path,)
+
+
+def _artifact_record(path: Path, sha256: Callable[[Path], str]) -> dict[str, Any]:
+    """export.json's entry for an artifact; an IR's ``bytes`` count both files, its ``weights`` name the .bin."""
+    files = _files_of(path)
+    record: dict[str, Any] = {"file": path.name, "bytes": sum(f.stat().st_size for f in files), "sha256": sha256(path)}
+    if len(files) > 1:
+        record["weights"] = {"file": files[1].name, "bytes": files[1].stat().st_size, "sha256": sha256(files[1])}
+    return record
+
+
+def _size(*paths: Path) -> str:
+    """Decimal units (1 MB = 10**6 bytes), as `bench --compare` reports them; the sum of ``paths``."""
+    n = float(sum(p.stat().st_size for p in paths))
     for unit in ("B", "kB", "MB", "GB"):
         if n < 1000 or unit == "GB":
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
@@ -308,6 +347,7 @@ class ExportState:
     census: dict[str, dict[str, Any]] = field(default_factory=dict)  # ONNX artifact -> census dict
     report: Any = None  # DriftReport
     engines: dict[str, Any] = field(default_factory=dict)  # precision -> EngineBuild
+    cpu_best: Any = None  # cpu_best.CpuBestChoice, set by stage_cpu_best
     _selection: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
 
     @property
@@ -386,6 +426,13 @@ def prepare_export(cfg: ExportConfig) -> ExportState:
                 for p in T.engine_precisions(cfg.fp16, cfg.int8))
             raise trt_stage.EngineUnavailable(
                 f"--engine: {exc}; export without --engine here, then on the target device run: {commands}") from None
+    target = cfg.target_spec
+    if target.openvino and not target.chooses_fastest:  # cpu-best skips the OpenVINO candidates instead
+        from corese_edge.export.openvino import openvino_unavailable
+
+        missing = openvino_unavailable()
+        if missing:
+            raise UserError(f"--target {cfg.target}: {missing}")
     out.mkdir(parents=True, exist_ok=True)
     resolved = dataclasses.replace(cfg, checkpoint=os.fspath(ckpt_path), data=data.root, out=os.fspath(out))
     work = Path(tempfile.mkdtemp(prefix=".export-", dir=out))
@@ -476,13 +523,88 @@ def stage_embed(state: ExportState) -> None:
     state.details["embed_preprocess"] = _check_embedded(state.artifacts, state.data, state.prep)
 
 
+def stage_openvino(state: ExportState) -> None:
+    """OpenVINO IR from the FP32 ONNX (``--target openvino`` and ``cpu-best``).
+
+    The float IR (``model.xml`` + ``model.bin``) always; it runs at the device's best float
+    precision, which export.json's ``openvino`` section records (``float_precision``).  With INT8,
+    ``model.int8.xml``: by NNCF from the FP32 model, calibrated on the same train-split images as
+    the ONNX INT8 (``--auto-keep`` is NNCF's accuracy control within ``--max-drift`` on the
+    validation split carved from train), or, with ``--quantizer ort``, by OpenVINO reading the U8S8
+    Q/DQ ONNX of :func:`stage_int8` (run that first).  Class names, preprocessing and build facts
+    travel in the IRs' rt_info.  Without the openvino extra, ``cpu-best`` notes the skip and writes
+    no IR (``--target openvino`` was refused by :func:`prepare_export`).
+    """
+    from corese_edge.export import openvino as ov_stage
+
+    cfg, target = state.cfg, state.target
+    fp32_path = state.artifact("onnx-fp32", "stage_fp32")
+    missing = ov_stage.openvino_unavailable()
+    if missing:
+        if not target.chooses_fastest:
+            raise UserError(f"--target {cfg.target}: {missing}")
+        state.notes.append(f"OpenVINO candidates skipped: {missing}")
+        state.details["openvino"] = {"skipped": missing}
+        return
+    build = _openvino_build(state)
+    float_ir = ov_stage.ir_from_onnx(fp32_path, state.out / T.openvino_artifact("fp32").filename, build=build)
+    state.artifacts["openvino-float"] = float_ir
+    info: dict[str, Any] = {"device": "CPU", "float_precision": ov_stage.device_float_precision("CPU"),
+                            "float_ir": float_ir.name}
+    if cfg.int8:
+        quantizer = target.ir_int8_quantizer(cfg.quantizer)
+        route = OPENVINO_INT8_ROUTES[quantizer]
+        options: dict[str, Any] = {}
+        if route == "qdq":
+            options["qdq_onnx_path"] = state.artifact("onnx-int8", "stage_int8")
+        else:
+            state.details.setdefault("calibration", {**state.calib_info, "method": "minmax", "quantizer": "nncf"})
+            if cfg.auto_keep:
+                x, y = state.selection_images()
+                options.update(max_drop_pp=cfg.max_drift, validation=(x, y))
+        from corese_edge.data.calibration import CalibrationBatches
+
+        int8_ir = ov_stage.quantize_ir(
+            fp32_path, state.out / T.openvino_artifact("int8").filename,
+            CalibrationBatches(state.calib_paths, state.prep, 8), route=route,
+            subset_size=len(state.calib_paths), progress=cfg.progress, build=build, **options)
+        state.artifacts["openvino-int8"] = int8_ir
+        info.update(int8_route=route, int8_quantizer=quantizer, int8_ir=int8_ir.name)
+        if route == "qdq":
+            info["int8_source"] = state.artifacts["onnx-int8"].name
+    state.details["openvino"] = info
+
+
+def _openvino_build(state: ExportState) -> dict[str, str]:
+    """Build facts stored in each IR's rt_info (``corese_edge/build``)."""
+    from importlib import metadata
+
+    from corese_edge import __version__
+
+    facts = {"corese_edge": __version__, "source_onnx": state.artifacts["onnx-fp32"].name,
+             "checkpoint": state.ckpt_path.name, "model": str(state.ckpt.variant), "target": state.cfg.target}
+    for dist in ("openvino", "nncf"):
+        try:
+            facts[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            pass
+    return facts
+
+
+#: --quantizer -> the route of :func:`corese_edge.export.openvino.quantize_ir` that makes the INT8 IR
+OPENVINO_INT8_ROUTES = {"nncf": "nncf", "ort": "qdq"}
+
+
 def stage_drift(state: ExportState) -> None:
-    """Drift of every ONNX artifact against PyTorch FP32 on ``--val-split`` (``state.report``), and
+    """Drift of every artifact against PyTorch FP32 on ``--val-split`` (``state.report``), and
     the precision census of every ONNX artifact (``state.census``, also in the report's entries).
     The FP16 and INT8 graphs of ``--target tensorrt`` run with reference arithmetic
-    (:meth:`targets.Target.reference_arithmetic`), as TensorRT computes them."""
+    (:meth:`targets.Target.reference_arithmetic`), as TensorRT computes them; the OpenVINO IRs run
+    through OpenVINO with the runner's default configuration (the deployment), and their entries
+    record the precision OpenVINO really ran (``bf16`` for the float IR on AMX, ``int8``).  Every
+    entry names its ``backend`` and ``precision``."""
     from corese_edge.export.drift import DriftReport
-    from corese_edge.export.evaluation import OnnxLogits, collect_logits
+    from corese_edge.export.evaluation import OnnxLogits, OpenVinoLogits, collect_logits
 
     cfg, target, artifacts = state.cfg, state.target, state.artifacts
     if state.labels is None:
@@ -493,14 +615,28 @@ def stage_drift(state: ExportState) -> None:
         name = f"onnx-{precision}"
         if name in artifacts:
             fns[name] = OnnxLogits(artifacts[name], reference_arithmetic=target.reference_arithmetic(precision))
+    ov_fns = {name: OpenVinoLogits(artifacts[name]) for name in ("openvino-float", "openvino-int8") if name in artifacts}
     logits = {"onnx-fp32": state.evaluation_logits["onnx-fp32"]}
-    if fns:
-        logits.update(collect_logits(state.data.evaluation, state.prep, fns, progress=cfg.progress,
-                                     desc=f"validating on {cfg.val_split}")[1])
+    try:
+        if fns or ov_fns:
+            logits.update(collect_logits(state.data.evaluation, state.prep, {**fns, **ov_fns}, progress=cfg.progress,
+                                         desc=f"validating on {cfg.val_split}")[1])
+    finally:
+        for fn in ov_fns.values():
+            fn.close()
     report = DriftReport(state.data.class_names, state.labels, state.evaluation_logits["reference"], cfg.max_drift,
                          split=cfg.val_split)
     for name, value in logits.items():
         extra: dict[str, Any] = {"file": artifacts[name].name}
+        if name in ov_fns:
+            ex = ov_fns[name].runner.execution
+            extra.update(backend="openvino", precision=ov_fns[name].precision, device=ex.get("device"),
+                         inference_precision_hint=ex.get("inference_precision"),
+                         runtime_precisions=ex.get("runtime_precisions"))
+            if name == "openvino-int8":
+                extra.update(route=state.details["openvino"]["int8_route"])
+        else:
+            extra.update(backend="onnxruntime", precision=T.ARTIFACTS[name].precision)
         if name == "onnx-int8":
             int8 = state.details["int8"]
             extra.update(flavour=target.int8_flavour, quantizer=cfg.quantizer, kept_fp=list(state.kept),
@@ -545,6 +681,46 @@ def stage_engine(state: ExportState) -> None:
         _engine_drift(state.report, built, p, cfg, state.data, state.prep, state.notes)
 
 
+#: the CPU candidates of --target cpu-best, in the order a tie is broken (simplest deployment first)
+CPU_CANDIDATES = ("onnx-fp32", "onnx-int8", "onnx-fp16", "openvino-float", "openvino-int8")
+
+
+def stage_cpu_best(state: ExportState, timer: Callable[..., dict[str, dict[str, Any]]] | None = None) -> None:
+    """``--target cpu-best``: time every CPU candidate written here at batch 1 (``--bench-seconds``
+    each, interleaved rounds; :func:`cpu_best.time_candidates`, or ``timer`` with its signature)
+    and name the fastest one that passed the drift gate (:func:`cpu_best.choose_fastest`).
+    Sets ``state.cpu_best`` and export.json's ``cpu_best`` section; a candidate that failed the
+    gate gets a note and is never chosen.  Run after :func:`stage_drift`."""
+    from corese_edge.bench.machine import cpu_flags, cpu_name
+    from corese_edge.export import cpu_best
+
+    if not state.target.chooses_fastest:
+        return
+    if state.report is None:
+        raise RuntimeError("the drift report is missing: run stage_drift first")
+    names = [n for n in CPU_CANDIDATES if n in state.artifacts and n in state.report.artifacts]
+    timings = (timer or cpu_best.time_candidates)({n: state.artifacts[n] for n in names}, state.cfg.bench_seconds)
+    candidates = []
+    for n in names:
+        entry = state.report.artifacts[n]
+        candidates.append(cpu_best.Candidate(
+            name=n, file=state.artifacts[n].name, backend=entry["backend"], precision=entry["precision"],
+            p50_ms=timings[n]["p50_ms"], drop_pp=entry["accuracy_drop_pp"], passed=entry["passed"]))
+        if not entry["passed"]:
+            state.notes.append(f"cpu-best: {n} dropped {entry['accuracy_drop_pp']:.2f} pp (over --max-drift "
+                               f"{state.cfg.max_drift:g}) and is not a candidate")
+    choice = cpu_best.choose_fastest(candidates)
+    state.cpu_best = choice
+    state.details["cpu_best"] = {
+        **choice.to_dict(),
+        "timing": {"batch": 1, "seconds_per_candidate": state.cfg.bench_seconds, "rounds": cpu_best.ROUNDS,
+                   "statistic": "median of the rounds' median latencies", "cpu": cpu_name(), "cpu_flags": cpu_flags(),
+                   "runners": "default configuration (ONNX Runtime: one thread per physical core; "
+                              "OpenVINO: LATENCY hint)",
+                   "per_candidate": timings},
+    }
+
+
 def stage_write(state: ExportState, echo: Callable[[str], None] | None = None) -> ExportResult:
     """drift_report.{json,md,png}, export.json and the closing table (to ``echo``, default the log).
     Does not raise on a failed gate; :func:`run_export` does, after this."""
@@ -562,8 +738,9 @@ def stage_write(state: ExportState, echo: Callable[[str], None] | None = None) -
         entry = report.artifacts.get(name)
         acc = f"{entry['accuracy']:.2%}" if entry else "-"
         drop = f"{entry['accuracy_drop_pp']:+.2f} pp" + ("" if entry["passed"] else " FAIL") if entry else "-"
-        rows.append((name, _size(path), acc, drop))
-    table = summary_table(rows)
+        ran = " ".join(str(entry[k]) for k in ("backend", "precision") if entry.get(k)) if entry else "-"
+        rows.append((name, path.name, ran, _size(*_files_of(path)), acc, drop))
+    table = summary_table(rows, ("artifact", "file", "ran as", "size", "accuracy", "drop"))
     ckpt, data = state.ckpt, state.data
     record = {
         "schema": EXPORT_SCHEMA,
@@ -575,8 +752,7 @@ def stage_write(state: ExportState, echo: Callable[[str], None] | None = None) -
         "dataset": {"root": data.root, "layout": data.layout, "evaluation_split": cfg.val_split,
                     "evaluation_images": len(data.evaluation)},
         "target": dataclasses.asdict(state.target),
-        "artifacts": {name: {"file": path.name, "bytes": path.stat().st_size, "sha256": file_sha256(path)}
-                      for name, path in artifacts.items()},
+        "artifacts": {name: _artifact_record(path, file_sha256) for name, path in artifacts.items()},
         "kept_fp": list(state.kept),
         "drift": {"passed": report.passed, "failed": report.failed, "max_drift_pp": cfg.max_drift},
         "engines": {p: {"plan": e.plan.name, "sidecar": e.sidecar.name} for p, e in engines.items()},
@@ -588,32 +764,47 @@ def stage_write(state: ExportState, echo: Callable[[str], None] | None = None) -
     say(table)
     for note in state.notes:
         say(note)
-    return ExportResult(state.out, state.resolved, artifacts, report, engines, state.notes, state.kept, table)
+    if state.cpu_best is not None:
+        say(state.cpu_best.reason)
+    return ExportResult(state.out, state.resolved, artifacts, report, engines, state.notes, state.kept, table,
+                        state.cpu_best)
 
 
 def run_export(cfg: ExportConfig, echo: Callable[[str], None] | None = None) -> ExportResult:
     """Run every export stage for ``cfg``; return what was written.
 
     Raises :class:`~corese_edge.export.drift.DriftGateFailed` (files kept, report marked failed)
-    when an artifact drops more than ``cfg.max_drift`` pp, and
+    when an artifact drops more than ``cfg.max_drift`` pp (for ``--target cpu-best``: only when
+    no candidate passed; the others are simply not chosen), and
     :class:`~corese_edge.export.tensorrt.EngineUnavailable` when ``cfg.engine`` is True and no
     engine can be built here.  ``echo`` receives the closing table and notes (default: the log).
     """
+    from corese_edge.export.drift import DriftGateFailed
+
     state = prepare_export(cfg)
+    target = state.target
     try:
         stage_fp32(state)
         if cfg.fp16:
             stage_fp16(state)
-        if cfg.int8:
+        if cfg.int8 and target.writes_onnx_int8(cfg.quantizer):
             stage_int8(state)
         if cfg.embed_preprocess:
             stage_embed(state)
+        if target.openvino:
+            stage_openvino(state)
     finally:
         state.close()  # intermediates go before the (long) validation
     stage_drift(state)
     stage_engine(state)
+    stage_cpu_best(state)
     result = stage_write(state, echo)
-    state.report.check()
+    if state.cpu_best is not None:  # cpu-best fails only when no candidate passed the gate
+        if state.cpu_best.winner is None:
+            raise DriftGateFailed(f"--target cpu-best: {state.cpu_best.reason} (limit --max-drift {cfg.max_drift:g} pp); "
+                                  "the files are kept and drift_report.json marks them failed")
+    else:
+        state.report.check()
     return result
 
 
@@ -773,5 +964,5 @@ def _engine_drift(report, built, precision: str, cfg: ExportConfig, data: _Data,
                                    desc=f"validating trt-{precision}")
     finally:
         engine.close()
-    report.add(f"trt-{precision}", logits["engine"], file=built.plan.name,
+    report.add(f"trt-{precision}", logits["engine"], file=built.plan.name, backend="tensorrt", precision=precision,
                trt_version=built.info["trt_version"], gpu_name=built.info["gpu_name"])

@@ -27,6 +27,7 @@ FORMATS = (
     ArtifactFormat("tensorrt", (".plan", ".engine"), "trt", "gpu", ("cuda_backend", "cuda_graph", "device", "trt_module")),
     ArtifactFormat("onnx", (".onnx",), "ort", "cpu, gpu", ("providers", "threads", "optimization")),
     ArtifactFormat("pytorch", (".pt", ".pth"), "torch", "cpu, gpu", ("device", "half", "threads")),
+    ArtifactFormat("openvino", (".xml",), "openvino", "cpu, gpu, npu", ("device", "threads", "streams", "hint", "inference_precision")),
 )
 
 
@@ -41,7 +42,8 @@ def format_of(path: str | os.PathLike) -> ArtifactFormat:
 
 def open_runner(path: str | os.PathLike, **options: Any) -> Runner:
     """An inactive runner for ``path``.  Options another format would take, or ``None``, are dropped
-    (``device`` means a GPU index for TensorRT and a torch device string for PyTorch)."""
+    (``device`` means a GPU index for TensorRT, a torch device string for PyTorch and an OpenVINO
+    device name, ``CPU``/``GPU``/``GPU.1``/``NPU``/``AUTO``, for an OpenVINO IR)."""
     fmt = format_of(path)
     kwargs = {k: v for k, v in options.items() if k in fmt.options and v is not None}
     if fmt.backend == "trt":
@@ -58,6 +60,14 @@ def open_runner(path: str | os.PathLike, **options: Any) -> Runner:
         from corese_edge.runtime.ort import OrtRunner
 
         return OrtRunner(path, **kwargs)
+    if fmt.backend == "openvino":
+        from corese_edge.runtime.openvino import OpenVinoRunner
+
+        device = kwargs.get("device")
+        if device is not None and (not isinstance(device, str) or device.strip().isdigit()):
+            # a GPU index means something to TensorRT and torch, nothing to OpenVINO: refuse, don't guess
+            raise UserError(f"an OpenVINO model takes --device CPU, GPU, GPU.1, NPU or AUTO, not a GPU index ({device!r})")
+        return OpenVinoRunner(path, **kwargs)
     from corese_edge.runtime.torch_runner import TorchRunner
 
     if "device" in kwargs:

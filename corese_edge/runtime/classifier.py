@@ -9,10 +9,22 @@
     pred.label, pred.probs                          # "Happiness", (7,) float32 summing to 1
 
     clf = ExpressionClassifier.from_artifact("model.onnx", faces=True, color_order="bgr")
-    for pred in clf.stream(frames):                 # EMA-smoothed probabilities for video
-        ...
+    for pred in clf.predict(frame):                 # one Prediction per face, largest first
+        pred.box, pred.landmarks, pred.label        # frame pixels; the crop was aligned to the template
+    for pred in clf.stream(frames):                 # EMA-smoothed per face track, for video
+        pred.image, pred.track, pred.probs
 
-Class names and preprocessing come from the artifact (ONNX metadata, plan sidecar, checkpoint).
+Class names, preprocessing and the face template come from the artifact (ONNX metadata, plan
+sidecar, checkpoint).
+
+Return shapes.  :meth:`~ExpressionClassifier.predict_faces` returns one list per input image with
+one :class:`Prediction` per face, largest first; without face detection each list holds exactly
+one Prediction for the whole image, and with it an image with no face gives an empty list (it is
+not classified as a whole: the model was trained on faces, so a face-less frame has no answer).
+:meth:`~ExpressionClassifier.predict` is the same, flattened: ``Prediction.image`` says which input
+each one belongs to (so without faces it is one Prediction per image, in order).
+:meth:`~ExpressionClassifier.stream_faces` / :meth:`~ExpressionClassifier.stream` are the video
+counterparts, per frame and flattened.
 """
 from __future__ import annotations
 
@@ -29,22 +41,36 @@ from corese_edge.runtime.preprocess import Preprocessor, as_frames
 
 #: Images per runner call when the backend has no maximum batch of its own (ONNX Runtime, torch).
 DEFAULT_BATCH = 32
+#: stream(): a face joins the track whose last box overlaps it by at least this IoU.
+TRACK_IOU = 0.3
+#: stream(): a track is dropped after this many consecutive processed frames without its face.
+TRACK_MAX_MISSED = 5
 
 
 @dataclass(frozen=True)
 class Prediction:
-    """One image's result.
+    """One image's result, or one face's with ``faces=True``.
 
     ``label``: the class name; ``index``: its index; ``probs``: ``(num_classes,)`` float32 softmax
-    probabilities in class-index order; ``box``: the face ``(x, y, w, h)`` in the input image's
-    pixels with ``faces=True``, ``None`` without face detection or when no face was found (the
-    whole image is classified then).
+    probabilities in class-index order (EMA-smoothed in :meth:`ExpressionClassifier.stream`).
+    With ``faces=True``: ``box`` is the face ``(x, y, w, h)`` and ``landmarks`` its ``(5, 2)``
+    float32 points (right eye, left eye, nose tip, right and left mouth corner; see
+    :class:`~corese_edge.runtime.faces.Face`), both in the input image's pixels; ``face`` is the
+    face's rank in its image (0 = largest) and ``score`` the detector's confidence.  Without face
+    detection these are ``None``.  ``image``: the position of the input this belongs to (the image
+    in the list given to ``predict``, or the frame in the ``stream``); ``track``: the face track's
+    id in ``stream`` (``None`` in ``predict``).
     """
 
     label: str
     index: int
     probs: np.ndarray
-    box: tuple[int, int, int, int] | None = None
+    box: tuple[float, float, float, float] | None = None
+    landmarks: np.ndarray | None = None
+    image: int = 0
+    face: int | None = None
+    score: float | None = None
+    track: int | None = None
 
     @property
     def confidence(self) -> float:
@@ -57,7 +83,11 @@ class Prediction:
             "index": self.index,
             "confidence": round(self.confidence, 6),
             "probs": {n: round(float(p), 6) for n, p in zip(names, self.probs)},
-            "box": list(self.box) if self.box is not None else None,
+            "box": [round(float(v), 2) for v in self.box] if self.box is not None else None,
+            "landmarks": ([[round(float(x), 2), round(float(y), 2)] for x, y in np.asarray(self.landmarks)]
+                          if self.landmarks is not None else None),
+            "face": self.face,
+            "face_score": round(float(self.score), 4) if self.score is not None else None,
         }
 
 
@@ -73,7 +103,13 @@ def softmax(logits: np.ndarray) -> np.ndarray:
 class ExpressionClassifier:
     """Wraps an (activated) :class:`~corese_edge.runtime.base.Runner`.
 
-    ``faces``: detect the largest face and crop it RAF-DB style (see :mod:`corese_edge.runtime.faces`).
+    ``faces``: detect every face with YuNet (:class:`~corese_edge.runtime.faces.FaceDetector`) and
+    classify each one; ``align`` (default) warps each face so its eyes and mouth centre sit on the
+    artifact's face template (``preprocessing.face_template``) at the model's input size, as the
+    training crops had them; ``align=False`` takes the plain square box crop instead.
+    ``face_model``: the YuNet ``.onnx`` file (default: :func:`~corese_edge.runtime.faces.resolve_face_model`,
+    which may download it once); ``face_detector``: a ready detector (anything with
+    ``detect(frame, color_order) -> list[Face]``), which overrides ``face_model``.
     ``color_order``: the channel order of the frames you pass, ``"rgb"`` (default) or ``"bgr"``
     (OpenCV); file paths are always decoded correctly.  ``batch_size``: images per runner call,
     capped at the engine's maximum batch.  The classifier owns the runner; :meth:`close` it or
@@ -87,6 +123,8 @@ class ExpressionClassifier:
         color_order: str = "rgb",
         batch_size: int | None = None,
         face_detector: Any | None = None,
+        align: bool = True,
+        face_model: str | os.PathLike | None = None,
     ) -> None:
         if color_order not in ("rgb", "bgr"):
             raise UserError(f"color_order must be 'rgb' or 'bgr', got {color_order!r}")
@@ -108,10 +146,11 @@ class ExpressionClassifier:
             raise UserError(f"batch_size must be >= 1, got {batch_size}")
         self.batch_size = min(batch_size or cap, cap)
         self.faces = bool(faces)
+        self.align = bool(align)
         if self.faces and face_detector is None:
             from corese_edge.runtime.faces import FaceDetector
 
-            face_detector = FaceDetector()
+            face_detector = FaceDetector(face_model)
         self.face_detector = face_detector
 
     @classmethod
@@ -122,70 +161,144 @@ class ExpressionClassifier:
         faces: bool = False,
         color_order: str = "rgb",
         batch_size: int | None = None,
+        align: bool = True,
+        face_model: str | os.PathLike | None = None,
+        face_detector: Any | None = None,
         **runner_options: Any,
     ) -> "ExpressionClassifier":
         """Open ``path`` with the runner its suffix calls for: ``.plan``/``.engine`` TensorRT,
-        ``.onnx`` ONNX Runtime, ``.pt`` PyTorch.  ``runner_options`` go to that runner
-        (``providers``, ``threads``, ``cuda_backend``, ``cuda_graph``, ``device``, ...)."""
+        ``.onnx`` ONNX Runtime, ``.xml`` OpenVINO IR, ``.pt`` PyTorch.  ``runner_options`` go to
+        that runner (``providers``, ``threads``, ``cuda_backend``, ``cuda_graph``, ``device``;
+        OpenVINO: ``device="CPU"``, ``threads``, ``streams``, ``hint``, ``inference_precision``)."""
         runner = open_runner(path, **runner_options)
         try:
-            return cls(runner, faces=faces, color_order=color_order, batch_size=batch_size)
+            return cls(runner, faces=faces, color_order=color_order, batch_size=batch_size,
+                       face_detector=face_detector, align=align, face_model=face_model)
         except BaseException:
             runner.close()
             raise
 
     # -- prediction ------------------------------------------------------------------------------
-    def predict(self, images: Any, color_order: str | None = None) -> list[Prediction]:
-        """One :class:`Prediction` per image, in order.
+    def predict_faces(self, images: Any, color_order: str | None = None) -> list[list[Prediction]]:
+        """One list per input image, in order.
 
         ``images``: an ``(H, W, 3)`` uint8 frame, an ``(N, H, W, 3)`` batch, a path, or a list of
-        these.  Batches are split to fit the runner's maximum batch.
+        these.  Without ``faces``, each list holds one :class:`Prediction` for the whole image.
+        With ``faces``, each list holds one Prediction per detected face, largest first, and is
+        empty for an image with no face.  All crops go through the runner in batches that fit
+        its maximum batch.
         """
         order = color_order or self.color_order
         frames = as_frames(images, order)
-        frames, boxes = self._crop_faces(frames, order)
-        probs = self._probs(frames, order)
-        return [self._prediction(p, box) for p, box in zip(probs, boxes)]
+        crops, found = self._crops(frames, order)
+        probs = self._probs(crops, order) if crops else np.empty((0, len(self.class_names)), np.float32)
+        out: list[list[Prediction]] = [[] for _ in frames]
+        for p, (image, rank, face) in zip(probs, found):
+            out[image].append(self._prediction(p, image, rank, face))
+        return out
+
+    def predict(self, images: Any, color_order: str | None = None) -> list[Prediction]:
+        """:meth:`predict_faces` flattened: without ``faces`` one :class:`Prediction` per image,
+        in order; with ``faces`` one per detected face (``Prediction.image`` names its input,
+        largest face first within an image; images with no face contribute none)."""
+        return [p for per_image in self.predict_faces(images, color_order) for p in per_image]
 
     def logits(self, images: Any, color_order: str | None = None) -> np.ndarray:
         """Raw model outputs ``(N, num_classes)`` float32 for ``images`` (no face cropping)."""
         order = color_order or self.color_order
         return self._logits(as_frames(images, order), order)
 
-    def stream(self, frames: Iterable[Any], momentum: float = 0.6, color_order: str | None = None) -> Iterator[Prediction]:
-        """Predictions for a sequence of video frames, smoothed over time.
+    def stream_faces(
+        self, frames: Iterable[Any], momentum: float = 0.6, color_order: str | None = None,
+        iou_threshold: float = TRACK_IOU, max_missed: int = TRACK_MAX_MISSED,
+    ) -> Iterator[list[Prediction]]:
+        """One list of :class:`Prediction` per video frame, smoothed over time per face track.
 
-        The probabilities are an exponential moving average: ``p_t = momentum * p_{t-1} +
-        (1 - momentum) * q_t`` where ``q_t`` is frame ``t``'s own softmax (``p_0 = q_0``); the
-        label is the argmax of ``p_t``.  ``momentum=0`` disables smoothing.
+        Each track's probabilities are an exponential moving average: ``p_t = momentum * p_{t-1}
+        + (1 - momentum) * q_t`` where ``q_t`` is the face's softmax in frame ``t`` (a new track
+        starts at ``p = q``); the label is the argmax of ``p_t``.  ``momentum=0`` disables
+        smoothing.  Without ``faces`` the whole frame is one track (id 0) and every list holds one
+        Prediction.
+
+        Tracking (``faces=True``): each face joins the track whose last box overlaps it most, by
+        greedy matching of the highest box IoU first, if that IoU is at least ``iou_threshold``;
+        a face that matches no track starts a new one (a new ``Prediction.track`` id); a track not
+        matched for more than ``max_missed`` consecutive frames is dropped.  Limits: there is no
+        re-identification (a face that leaves and comes back, or is missed for longer than
+        ``max_missed`` frames or moves more than its IoU allows, starts a fresh track and loses its
+        smoothing); faces that cross or overlap can swap tracks and so swap their smoothed
+        histories; motion of more than about half a face width between processed frames (fast
+        motion, or a large ``every`` step) breaks tracks.
         """
         if not 0.0 <= momentum < 1.0:
             raise UserError(f"momentum must be in [0, 1), got {momentum}")
+        if not 0.0 < iou_threshold <= 1.0:
+            raise UserError(f"iou_threshold must be in (0, 1], got {iou_threshold}")
+        if max_missed < 0:
+            raise UserError(f"max_missed must be >= 0, got {max_missed}")
         order = color_order or self.color_order
-        smoothed: np.ndarray | None = None
-        for frame in frames:
+        tracks: list[_Track] = []
+        next_id = 0
+        for position, frame in enumerate(frames):
             if isinstance(frame, (list, tuple)) or (isinstance(frame, np.ndarray) and frame.ndim == 4):
                 raise UserError("stream() takes one frame per item, got a batch")
             [f] = as_frames(frame, order)
-            crops, boxes = self._crop_faces([f], order)
-            q = self._probs(crops, order)[0]
-            smoothed = q if smoothed is None else momentum * smoothed + (1.0 - momentum) * q
-            yield self._prediction(smoothed.astype(np.float32), boxes[0])
+            crops, found = self._crops([f], order)
+            q = self._probs(crops, order) if crops else np.empty((0, len(self.class_names)), np.float32)
+            boxes = [face.box if face is not None else None for _, _, face in found]
+            matches = _match_tracks(tracks, boxes, iou_threshold) if self.faces else {0: 0} if tracks else {}
+            preds: list[Prediction] = []
+            matched_tracks = set(matches.values())
+            for k, (_, rank, face) in enumerate(found):
+                if k in matches:
+                    track = tracks[matches[k]]
+                    track.probs = momentum * track.probs + (1.0 - momentum) * q[k]
+                    track.box, track.missed = boxes[k], 0
+                else:
+                    track = _Track(next_id, boxes[k], q[k].astype(np.float64))
+                    next_id += 1
+                    tracks.append(track)
+                    matched_tracks.add(len(tracks) - 1)
+                preds.append(self._prediction(track.probs.astype(np.float32), position, rank, face, track.id))
+            kept = []
+            for i, track in enumerate(tracks):
+                if i not in matched_tracks:
+                    track.missed += 1
+                if track.missed <= max_missed:
+                    kept.append(track)
+            tracks = kept
+            yield preds
+
+    def stream(
+        self, frames: Iterable[Any], momentum: float = 0.6, color_order: str | None = None,
+        iou_threshold: float = TRACK_IOU, max_missed: int = TRACK_MAX_MISSED,
+    ) -> Iterator[Prediction]:
+        """:meth:`stream_faces` flattened: without ``faces`` one smoothed :class:`Prediction` per
+        frame; with ``faces`` one per face per frame (``Prediction.image`` is the frame's position
+        in ``frames``, ``Prediction.track`` its track), none for a frame with no face."""
+        for preds in self.stream_faces(frames, momentum, color_order, iou_threshold, max_missed):
+            yield from preds
 
     # -- internals -------------------------------------------------------------------------------
-    def _crop_faces(self, frames: list[np.ndarray], order: str) -> tuple[list[np.ndarray], list[Any]]:
+    def _crops(self, frames: list[np.ndarray], order: str) -> tuple[list[np.ndarray], list[tuple[int, int | None, Any]]]:
+        """The images to classify and, for each, ``(input index, face rank, Face)`` (rank and
+        face ``None`` without face detection)."""
         if not self.faces:
-            return frames, [None] * len(frames)
-        crops, boxes = [], []
-        for frame in frames:
-            box = self.face_detector.largest(frame, order)
-            if box is None:
-                crops.append(frame)
-                boxes.append(None)
-            else:
-                crops.append(self.face_detector.crop(frame, box))
-                boxes.append(box.as_tuple())
-        return crops, boxes
+            return frames, [(i, None, None) for i in range(len(frames))]
+        from corese_edge.runtime.faces import align_face, crop_box
+
+        size = self.preprocessing.size
+        crops: list[np.ndarray] = []
+        found: list[tuple[int, int | None, Any]] = []
+        for i, frame in enumerate(frames):
+            for rank, face in enumerate(self.face_detector.detect(frame, order)):
+                if self.align:
+                    crop, _ = align_face(frame, face, self.preprocessing.face_template, size)
+                else:
+                    crop = crop_box(frame, face, size)
+                crops.append(crop)
+                found.append((i, rank, face))
+        return crops, found
 
     def _logits(self, frames: list[np.ndarray], order: str) -> np.ndarray:
         chunks = []
@@ -204,9 +317,13 @@ class ExpressionClassifier:
     def _probs(self, frames: list[np.ndarray], order: str) -> np.ndarray:
         return softmax(self._logits(frames, order))
 
-    def _prediction(self, probs: np.ndarray, box: Any) -> Prediction:
+    def _prediction(self, probs: np.ndarray, image: int, rank: int | None, face: Any, track: int | None = None) -> Prediction:
         index = int(np.argmax(probs))
-        return Prediction(self.class_names[index], index, probs, box)
+        if face is None:
+            return Prediction(self.class_names[index], index, probs, image=image, track=track)
+        return Prediction(self.class_names[index], index, probs, box=tuple(float(v) for v in face.box),  # type: ignore[arg-type]
+                          landmarks=np.asarray(face.landmarks, dtype=np.float32), image=image, face=rank,
+                          score=float(face.score), track=track)
 
     # -- lifecycle -------------------------------------------------------------------------------
     def close(self) -> None:
@@ -219,4 +336,43 @@ class ExpressionClassifier:
         self.close()
 
     def __repr__(self) -> str:
-        return f"ExpressionClassifier({self.runner!r}, classes={len(self.class_names)}, faces={self.faces})"
+        faces = f", faces={self.face_detector!r}, align={self.align}" if self.faces else ""
+        return f"ExpressionClassifier({self.runner!r}, classes={len(self.class_names)}{faces})"
+
+
+@dataclass
+class _Track:
+    """One face followed through a stream: its last box, smoothed probabilities (float64) and how
+    many processed frames in a row it has not been seen."""
+
+    id: int
+    box: tuple[float, float, float, float] | None
+    probs: np.ndarray
+    missed: int = 0
+
+
+def box_iou(a: tuple[float, float, float, float], b: tuple[float, float, float, float]) -> float:
+    """Intersection over union of two ``(x, y, w, h)`` boxes (0 when they do not overlap)."""
+    ix = max(0.0, min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0]))
+    iy = max(0.0, min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1]))
+    inter = ix * iy
+    union = a[2] * a[3] + b[2] * b[3] - inter
+    return inter / union if union > 0 else 0.0
+
+
+def _match_tracks(tracks: list[_Track], boxes: list[Any], threshold: float) -> dict[int, int]:
+    """Greedy IoU association: ``{face index: track index}``, highest IoU pairs first, each face
+    and track used at most once, pairs below ``threshold`` never matched."""
+    pairs = []
+    for t, track in enumerate(tracks):
+        for k, box in enumerate(boxes):
+            iou = box_iou(track.box, box) if track.box is not None and box is not None else 0.0
+            if iou >= threshold:
+                pairs.append((iou, k, t))
+    matches: dict[int, int] = {}
+    used: set[int] = set()
+    for _, k, t in sorted(pairs, key=lambda p: -p[0]):
+        if k not in matches and t not in used:
+            matches[k] = t
+            used.add(t)
+    return matches

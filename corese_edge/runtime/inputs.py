@@ -51,14 +51,22 @@ def collect_inputs(paths: Sequence[str | os.PathLike]) -> list[InputItem]:
     return items
 
 
-def predict_inputs(classifier: Any, items: Sequence[InputItem], every: int = 1, momentum: float = 0.6) -> Iterator[dict[str, Any]]:
-    """One dict per image (``frame`` None) or per sampled video frame (EMA-smoothed)."""
+def predict_inputs(
+    classifier: Any, items: Sequence[InputItem], every: int = 1, momentum: float = 0.6,
+    no_face: list[dict[str, Any]] | None = None,
+) -> Iterator[dict[str, Any]]:
+    """One dict per image (``frame`` None) or per sampled video frame (EMA-smoothed); with face
+    detection one per face instead (``face`` its rank, largest first).  Images and frames in
+    which no face was found yield nothing and are appended to ``no_face`` as ``{"input", "frame"}``."""
     names = classifier.class_names
     images = [it.path for it in items if it.kind == "image"]
     for start in range(0, len(images), CHUNK):
         chunk = images[start : start + CHUNK]
-        for path, pred in zip(chunk, classifier.predict(chunk)):
-            yield {"input": str(path), "frame": None, **pred.to_dict(names)}
+        for path, preds in zip(chunk, classifier.predict_faces(chunk)):
+            if not preds and no_face is not None:
+                no_face.append({"input": str(path), "frame": None})
+            for pred in preds:
+                yield {"input": str(path), "frame": None, **pred.to_dict(names)}
     for it in items:
         if it.kind != "video":
             continue
@@ -70,5 +78,8 @@ def predict_inputs(classifier: Any, items: Sequence[InputItem], every: int = 1, 
                 indices.append(index)
                 yield frame
 
-        for pred in classifier.stream(frames(), momentum=momentum, color_order="rgb"):
-            yield {"input": str(it.path), "frame": indices[-1], **pred.to_dict(names)}
+        for preds in classifier.stream_faces(frames(), momentum=momentum, color_order="rgb"):
+            if not preds and no_face is not None:
+                no_face.append({"input": str(it.path), "frame": indices[-1]})
+            for pred in preds:
+                yield {"input": str(it.path), "frame": indices[-1], "track": pred.track, **pred.to_dict(names)}

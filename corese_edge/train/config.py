@@ -48,6 +48,11 @@ class TrainConfig:
     balance: str = "none"
     skip_bad_images: bool = False
     progress: bool = True
+    #: YuNet model file for the face template (None: $CORESE_EDGE_FACE_MODEL, the user's cache,
+    #: or a checked download); when it cannot be had the run keeps the default template.
+    face_model: str | None = None
+    #: training images sampled to learn the face template (0: no detection, the default template).
+    face_template_images: int = 300
 
     def __post_init__(self) -> None:
         def bad(msg: str) -> None:
@@ -81,6 +86,8 @@ class TrainConfig:
             bad(f"--img-size must be >= 32 (the backbones downsample 32x), got {self.img_size}")
         if self.workers < 0:
             bad("--workers must be >= 0")
+        if self.face_template_images < 0:
+            bad(f"--face-template-images must be >= 0 (0 turns face detection off), got {self.face_template_images}")
 
     @property
     def swa_start_epoch(self) -> int:

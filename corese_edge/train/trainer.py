@@ -164,6 +164,8 @@ class Trainer:
         self.dist = DistContext()
         self.amp = amp_dtype(cfg.amp, self.device)
         self.prep = Preprocessing(size=cfg.img_size)
+        #: how the run's face template was obtained (learn_face_template's stats); set on rank 0
+        self.face_template_stats: dict[str, Any] | None = None
 
     # ----------------------------------------------------------------- setup
     def _check_out_dir(self) -> None:
@@ -202,6 +204,8 @@ class Trainer:
         splits = prepare_splits(cfg.data, cfg.dataset, cfg.val_fraction, cfg.seed, cfg.skip_bad_images, progress=cfg.progress and dist.is_main)
         self.splits = splits
         n_cls = len(splits.class_names)
+        if dist.is_main and not cfg.resume:  # a resumed run keeps its template (read from last.pt below)
+            self._learn_face_template(splits)
         if dist.is_main:
             self.out.mkdir(parents=True, exist_ok=True)
             write_text(self.out / "config.yaml", dump_yaml(self._resolved_config(splits)))
@@ -252,6 +256,10 @@ class Trainer:
             scaler.load_state_dict(ts["scaler"])
             swa_model.load_state_dict(ts["swa_state_dict"])
             start_epoch = state.epoch + 1
+            self.prep = replace(self.prep, face_template=state.preprocessing.face_template)
+            self.face_template_stats = (state.dataset or {}).get("face_template") or {
+                "source": self.prep.face_template.source, "reason": "resumed from a checkpoint that records no template statistics",
+                "template": self.prep.face_template.to_dict()}
             best_value, best_epoch = float(ts["best_value"]), int(ts["best_epoch"])
             history = list(ts["history"])
             if dist.is_main:
@@ -409,6 +417,7 @@ class Trainer:
             "dataset": {"root": str(splits.root), "layout": splits.layout, "class_names": list(names),
                         "train": len(splits.train), "val": len(splits.val), "test": len(splits.test),
                         "skipped_bad_images": splits.skipped},
+            "face_template": self.face_template_stats,
             "val": swa_val,
             "test": swa_test,
             "best": {"epoch": best_epoch + 1, "checkpoint": str(best_path), "selected_on": f"val {cfg.select_metric}",
@@ -428,12 +437,45 @@ class Trainer:
         d["data"] = str(splits.root)
         return d
 
+    def _learn_face_template(self, splits: DataSplits) -> None:
+        """Set the run's face template from the training images (train + the val carved from it).
+
+        Never stops the run: with ``face_template_images = 0`` or no face model the default
+        template is kept, recorded as such (a warning for the missing model)."""
+        from corese_edge.data.face_template import describe_template, learn_face_template
+        from corese_edge.preprocessing import DEFAULT_FACE_TEMPLATE
+
+        cfg = self.cfg
+        template, reason, level = DEFAULT_FACE_TEMPLATE, None, logging.INFO
+        stats: dict[str, Any] | None = None
+        if cfg.face_template_images <= 0:
+            reason = "face_template_images is 0 (face detection turned off)"
+        else:
+            from corese_edge.runtime.faces import FaceDetector
+
+            try:
+                detector = FaceDetector(cfg.face_model or None)
+            except UserError as exc:  # MissingFaceModel: offline without the file, or a wrong file
+                reason, level = f"no face model ({exc})", logging.WARNING
+            else:
+                paths = [s.path for s in splits.train + splits.val]
+                template, stats = learn_face_template(paths, detector, sample=cfg.face_template_images, seed=cfg.seed,
+                                                      progress=cfg.progress, size=cfg.img_size)
+        if stats is None:
+            stats = {"source": "default", "reason": reason, "images": 0, "found": 0, "template": template.to_dict()}
+        self.prep = replace(self.prep, face_template=template)
+        self.face_template_stats = stats
+        log.log(level, "%s", describe_template(template, stats))  # one line; a warning when the model is missing
+
     def _checkpoint(self, model: nn.Module, splits: DataSplits, epoch: int, kind: str, metrics=None) -> Checkpoint:
         state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+        dataset: dict[str, Any] = {"root": str(splits.root), "layout": splits.layout}
+        if self.face_template_stats is not None:
+            dataset["face_template"] = self.face_template_stats
         return Checkpoint(
             path=None, variant=self.cfg.model, num_classes=len(splits.class_names), se_mode=self.cfg.se_mode,
             class_names=list(splits.class_names), preprocessing=self.prep, state_dict=state,
-            config=self._resolved_config(splits), dataset={"root": str(splits.root), "layout": splits.layout},
+            config=self._resolved_config(splits), dataset=dataset,
             epoch=epoch, kind=kind, metrics=_strip_none(metrics or {}),
         )
 

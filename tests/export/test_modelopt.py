@@ -129,7 +129,7 @@ def test_onnx_runtime_quantizer_is_not_changed_by_a_modelopt_run(runs):
 
     assert "Relu" in QDQRegistry and "Transpose" in QDQRegistry and "HardSwish" not in QDQRegistry
     assert calibrate.create_calibrator.__module__ == "onnxruntime.quantization.calibrate"
-    assert "Relu" in q.op_types_to_quantize(q.get_flavour("u8s8"))
+    assert "Relu" in q.op_types_to_quantize(q.Flavour("all", "QUInt8", "QInt8", None, (), False))  # registry path
 
 
 def test_bad_images_are_one_line_and_nothing_is_written(tiny_onnx, tmp_path):

@@ -158,3 +158,48 @@ def test_env_names_the_driver_cuda_version_and_the_extra_that_fits(monkeypatch, 
         assert not report["gpus"] and "older than the CUDA 13.5" in report["no_gpu_reason"]
         assert f"pip install 'corese-edge[{extra}]'" in plan_row["missing"]
         assert "an NVIDIA GPU" not in plan_row["missing"]  # the GPU is there; the CUDA layer does not fit
+
+
+def test_openvino_runner_never_imports_torch(tmp_path):
+    """Importing and running the OpenVINO runner, and the classifier on an IR, loads no torch
+    (OpenVINO's Python package can import torch for its PyTorch frontend; the runtime must not)."""
+    pytest.importorskip("openvino")
+    from tests.runtime.test_openvino_runner import ir_from, write_tiny_onnx
+
+    xml = ir_from(write_tiny_onnx(tmp_path / "tiny.onnx"), tmp_path / "tiny.xml")
+    code = f"""
+import sys, numpy as np
+from corese_edge.runtime.openvino import OpenVinoRunner
+from corese_edge.runtime import ExpressionClassifier, open_runner
+with open_runner({str(xml)!r}) as r:
+    r.infer({{"input": np.zeros((1, 3, 16, 16), np.float32)}})
+    print('BACKEND', r.backend)
+clf = ExpressionClassifier.from_artifact({str(xml)!r})
+clf.predict(np.zeros((40, 40, 3), np.uint8))
+bad = sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'torchvision', 'timm', 'albumentations', 'nncf'))
+print('LOADED', bad)
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "BACKEND openvino" in out.stdout and "LOADED []" in out.stdout, out.stdout
+
+
+def test_env_reports_openvino_and_its_devices(monkeypatch):
+    from corese_edge.env_report import collect_env, format_env
+
+    ov = pytest.importorskip("openvino")
+    report = collect_env()
+    lib = report["libraries"]["openvino"]
+    assert lib["status"] == "ok" and lib["version"] == ov.get_version()
+    assert lib["devices"] == list(ov.Core().available_devices) and "CPU" in lib["devices"]
+    line = next(l for l in format_env(report).splitlines() if l.startswith("openvino"))
+    assert f"(devices: {', '.join(lib['devices'])})" in line
+    rows = {c["command"]: c for c in report["commands"]}
+    assert rows["predict / bench with .xml (OpenVINO)"]["ok"]
+
+    monkeypatch.setitem(sys.modules, "openvino", None)
+    missing = collect_env()
+    assert missing["libraries"]["openvino"]["status"] == "missing"
+    row = {c["command"]: c for c in missing["commands"]}["predict / bench with .xml (OpenVINO)"]
+    assert not row["ok"] and "pip install 'corese-edge[openvino]'" in row["missing"]
+    assert "openvino      missing" in format_env(missing)
