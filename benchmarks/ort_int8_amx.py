@@ -20,7 +20,8 @@ picked its AMX QGEMM kernel), then times, interleaved (A, B, C, A, B, C, ...), a
 3. the whole model (``--model``, random weights, calibrated on a few synthetic images): ONNX
    Runtime FP32, INT8 with every op ONNX Runtime can quantize (corese-edge's ``cpu`` flavour
    before issue 9) and INT8 in today's ``cpu`` flavour (Conv / MatMul / Gemm only,
-   MatMul / Gemm outputs float).
+   MatMul / Gemm outputs float), at 1 thread and at 2 threads with the pool's spinning on
+   (ONNX Runtime's default) and off (``OrtRunner``'s default since issue 9).
 
 Wall-clock p50 is what a user sees; on a shared machine the CPU time per call (process time) is
 reported beside it, because it is far less sensitive to other jobs.
@@ -132,12 +133,14 @@ def _qdq_graph(kind: str, path: Path) -> tuple[int, ...]:
 
 
 # ----------------------------------------------------------------------------- timing
-def session(path: Path, threads: int):
+def session(path: Path, threads: int, spinning: bool = True):
+    """A bare CPU session; ``spinning`` is ONNX Runtime's ``session.intra_op.allow_spinning`` (its default: on)."""
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = threads
     opts.inter_op_num_threads = 1
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
     opts.log_severity_level = 3  # the tiny graphs trigger "unused initializer" warnings
     return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
 
@@ -176,7 +179,8 @@ def run_kernels(work: Path, rounds: int) -> dict:
     for threads in (1, 2):
         calls = {}
         for k in kinds:
-            s, x = session(work / f"{k}.onnx", threads), _feed(shapes[k])
+            # no spinning: an idle pool thread of one session would otherwise busy-wait while the next runs
+            s, x = session(work / f"{k}.onnx", threads, spinning=False), _feed(shapes[k])
             calls[k] = (lambda s=s, x=x: s.run(None, {"x": x}))
         res = interleaved(calls, rounds)
         out[f"threads{threads}"] = res
@@ -202,7 +206,7 @@ def run_qdq(work: Path, rounds: int) -> dict:
     calls = {}
     for threads in (1, 2):
         for k, p in paths.items():
-            s = session(p, threads)
+            s = session(p, threads, spinning=False)
             x = _feed(shapes[k], np.uint8 if k == "dequantize" else np.float32)
             calls[f"{k}-{threads}t"] = (lambda s=s, x=x: s.run(None, {"x": x}))
     res = interleaved(calls, rounds * 3)
@@ -247,28 +251,37 @@ def build_model(variant: str, img_size: int, work: Path, calib_images: int) -> d
     }
 
 
+#: (threads, spinning) settings of the whole-model run; spinning only matters with a pool thread
+MODEL_SETTINGS = ((1, True), (2, True), (2, False))
+
+
+def _setting(threads: int, spinning: bool) -> str:
+    return f"{threads}t" + ("" if threads == 1 else (" spin" if spinning else " no-spin"))
+
+
 def run_model(paths: dict[str, Path], img_size: int, rounds: int, label: str) -> dict:
     x = _feed((1, 3, img_size, img_size))
-    out: dict = {}
     calls = {}
-    for threads in (1, 2):
+    for threads, spinning in MODEL_SETTINGS:
         for name, p in paths.items():
-            s = session(p, threads)
-            calls[f"{name}@{threads}t"] = (lambda s=s: s.run(None, {"input": x}))
+            s = session(p, threads, spinning)
+            calls[f"{name}@{_setting(threads, spinning)}"] = (lambda s=s: s.run(None, {"input": x}))
     res = interleaved(calls, rounds)
     print(f"\n[model] {label}, batch 1, {rounds} interleaved rounds, load {load()}")
-    print(f"  {'artifact':<18} {'threads':>7} {'p50 ms':>8} {'min ms':>8} {'CPU ms':>8} {'vs FP32 (p50)':>14} {'vs FP32 (CPU)':>14}")
-    for threads in (1, 2):
-        base = res[f"ort-fp32@{threads}t"]
+    print(f"  {'artifact':<18} {'setting':>11} {'p50 ms':>8} {'min ms':>8} {'CPU ms':>8} {'vs FP32 (p50)':>14} {'vs FP32 (CPU)':>14}")
+    for threads, spinning in MODEL_SETTINGS:
+        setting = _setting(threads, spinning)
+        base = res[f"ort-fp32@{setting}"]
         for name in paths:
-            r = res[f"{name}@{threads}t"]
-            print(f"  {name:<18} {threads:>7} {r['p50_ms']:8.1f} {r['min_ms']:8.1f} {r['cpu_p50_ms']:8.1f} "
+            r = res[f"{name}@{setting}"]
+            print(f"  {name:<18} {setting:>11} {r['p50_ms']:8.1f} {r['min_ms']:8.1f} {r['cpu_p50_ms']:8.1f} "
                   f"{base['p50_ms'] / r['p50_ms']:13.2f}x {base['cpu_p50_ms'] / r['cpu_p50_ms']:13.2f}x")
     for name in paths:
-        a, b = res[f"{name}@1t"], res[f"{name}@2t"]
-        print(f"  {name}: 2 threads vs 1 (p50) {a['p50_ms'] / b['p50_ms']:.2f}x")
-    out.update(res)
-    return out
+        one = res[f"{name}@1t"]["p50_ms"]
+        print(f"  {name}: 2 threads vs 1 (p50): spinning {one / res[f'{name}@2t spin']['p50_ms']:.2f}x, "
+              f"no spinning {one / res[f'{name}@2t no-spin']['p50_ms']:.2f}x; spinning off at 2 threads: "
+              f"{res[f'{name}@2t spin']['p50_ms'] / res[f'{name}@2t no-spin']['p50_ms']:.2f}x faster")
+    return res
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -283,8 +296,8 @@ def main(argv: list[str] | None = None) -> int:
     if a.quick:
         a.rounds, a.model, a.img_size, a.calib_images = 4, "coresse-lite", 64, 2
     info = print_machine()
-    result: dict = {"schema": "corese-edge/ort-int8-amx/1", "machine": info, "load_average_start": load(), "rounds": a.rounds,
-                    "amx_tile_permitted_before_onnxruntime": amx_permitted()}
+    result: dict = {"schema": "corese-edge/ort-int8-amx/1", "machine": info, "load_average_start": load(),
+                    "rounds": a.rounds, "amx_tile_permitted_before_onnxruntime": amx_permitted()}
     with tempfile.TemporaryDirectory(prefix="corese-ort-amx-") as tmp:
         work = Path(tmp)
         result["kernels"] = run_kernels(work, a.rounds)

@@ -182,7 +182,7 @@ def accuracy_part(a, work: Path) -> list[dict]:
     ref_top1 = ref_logits.argmax(1)
     ref_acc = float((ref_top1 == y_test).mean())
     rows = [{"path": "ort-fp32 (reference)", "accuracy": 100 * ref_acc, "drop_pp": 0.0, "agree": 100.0, "build_s": 0.0,
-             "quantized": 0}]
+             "quantized": 0, "logit_err": 0.0}]
     core = ov.Core()
     evals = [(name, xml, secs, None) for name, (xml, secs) in built.items()]
     evals.insert(1, ("ov-float f32 forced", built["ov-float"][0], 0.0, "f32"))
@@ -196,11 +196,14 @@ def accuracy_part(a, work: Path) -> list[dict]:
 
         rows.append({"path": f"{name} ({runs_at})", "accuracy": 100 * acc, "drop_pp": 100 * (ref_acc - acc),
                      "agree": 100 * float((top1 == ref_top1).mean()), "build_s": secs,
+                     "logit_err": float(np.abs(logits - ref_logits).mean() / ref_logits.std()),
                      "quantized": quantized_layers(core.read_model(str(xml)))})
-    print("\n| path | test top-1 % | drop vs ORT FP32 (pp) | top-1 agreement with ORT FP32 % | FakeQuantize ops | build s |")
-    print("| --- | --- | --- | --- | --- | --- |")
+    print("\n| path (runs at) | test top-1 % | drop vs ORT FP32 (pp) | top-1 agreement with ORT FP32 % "
+          "| mean abs logit error / logit std | FakeQuantize ops | build s |")
+    print("| --- | --- | --- | --- | --- | --- | --- |")
     for r in rows:
-        print(f"| {r['path']} | {r['accuracy']:.2f} | {r['drop_pp']:+.2f} | {r['agree']:.1f} | {r['quantized']} | {r['build_s']:.1f} |")
+        print(f"| {r['path']} | {r['accuracy']:.2f} | {r['drop_pp']:+.2f} | {r['agree']:.1f} | {r['logit_err']:.4f} "
+              f"| {r['quantized']} | {r['build_s']:.1f} |")
     return rows
 
 

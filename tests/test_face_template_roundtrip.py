@@ -158,3 +158,16 @@ def test_faces_template_bad_paths_are_one_line(tiny_checkpoint, synthetic_data, 
     _one_line_error(_run("--checkpoint", str(src), "--data", str(synthetic_data), "--face-model", str(tmp_path / "x.onnx")),
                     "face model not found", "x.onnx")
     assert _sha(src) == before and sorted(p.name for p in tmp_path.iterdir()) == ["model.pt"]
+
+
+@pytest.mark.slow
+def test_faces_template_reproduces_the_template_of_a_training_run(trained_run, tmp_path):
+    """On the run's own dataset, with the run's sample size and seed (the defaults), the command
+    recomputes exactly the template training stored."""
+    res = _run("--checkpoint", str(trained_run.swa_path), "--out", str(tmp_path / "again.pt"), "--no-progress")
+    assert res.exit_code == 0, res.output
+    run = load_checkpoint(trained_run.swa_path)
+    again = load_checkpoint(tmp_path / "again.pt")
+    assert run.preprocessing.face_template.source == "learned"
+    assert again.preprocessing.face_template == run.preprocessing.face_template
+    assert again.dataset["face_template"]["images"] == run.dataset["face_template"]["images"]

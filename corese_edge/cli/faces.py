@@ -27,8 +27,8 @@ Examples:
 @click.option("--dataset", type=click.Choice(CHOICE_LAYOUTS), help="Force a layout.  [default: recorded or detected]")
 @click.option("--out", type=click.Path(), help="The copy to write.  [default: <checkpoint stem>.template.pt beside it]")
 @click.option("--face-model", type=click.Path(), help="YuNet .onnx.  [default: $CORESE_EDGE_FACE_MODEL, cache or download]")
-@click.option("--images", type=click.IntRange(min=1), default=300, show_default=True,
-              help="Training images sampled (seeded with the checkpoint's training seed).")
+@click.option("--images", type=click.IntRange(min=1),
+              help="Training images sampled, seeded with the run's seed.  [default: the run's sample size, else 300]")
 @click.option("--no-progress", "no_progress", is_flag=True, help="No progress bar.")
 def template_command(checkpoint, data, dataset, out, face_model, images, no_progress):
     """Recompute the face template of a checkpoint from its training images and write it into a copy.
@@ -57,15 +57,17 @@ def template_command(checkpoint, data, dataset, out, face_model, images, no_prog
     layout = dataset or (None if data else (ckpt.dataset or {}).get("layout")) or "auto"
     train = load_index(root, layout).split("train")
     detector = FaceDetector(face_model)
+    # the run's own sample size and seed, so the same data gives the template training computed
+    sample = images or int(ckpt.config.get("face_template_images") or 300)
     template, stats = learn_face_template(
-        [s.path for s in train], detector, sample=images, seed=int(ckpt.config.get("seed", 0)),
+        [s.path for s in train], detector, sample=sample, seed=int(ckpt.config.get("seed", 0)),
         progress=not no_progress, size=ckpt.preprocessing.size,
     )
     stats["data"] = str(root)
     old = ckpt.preprocessing.face_template
     ckpt.preprocessing = replace(ckpt.preprocessing, face_template=template)
     ckpt.dataset = {**(ckpt.dataset or {}), "face_template": stats}
-    ckpt.save(src)  # atomic (temporary file + rename); the input is only read
+    ckpt.save(dst)  # atomic (temporary file + rename); the input is only read
 
     click.echo(describe_template(template, stats))
     click.echo(f"images: {stats['images']} tried of {stats['available']} in the train split of {root}, "

@@ -80,9 +80,12 @@ def _quiet_nncf(progress: bool = False) -> Iterator[None]:
     cpp_ext = logging.getLogger("torch.utils.cpp_extension")
     cpp_level = cpp_ext.level
     cpp_ext.setLevel(logging.ERROR)
-    nncf_logger = logging.getLogger("nncf")
-    saved = [(nncf_logger, nncf_logger.level)] + [(h, h.level) for h in nncf_logger.handlers]
-    nncf_logger.setLevel(logging.WARNING)
+    # never create the "nncf" logger ourselves: nncf installs its own Logger subclass (with
+    # warning_once etc.) by calling getLogger after setLoggerClass, and would get a plain Logger
+    nncf_logger = logging.Logger.manager.loggerDict.get("nncf")
+    saved = [(nncf_logger, nncf_logger.level)] if isinstance(nncf_logger, logging.Logger) else []
+    for obj, _ in saved:
+        obj.setLevel(max(obj.level, logging.WARNING))
     try:
         with contextlib.redirect_stdout(io.StringIO()) if not progress else contextlib.nullcontext():
             yield
@@ -119,7 +122,8 @@ def device_float_precision(device: str = "CPU") -> str:
     """The precision a float IR runs at on ``device`` by default: ``"bf16"``, ``"fp32"`` or ``"fp16"``.
 
     OpenVINO compiles a model with the device's ``INFERENCE_PRECISION_HINT`` unless told otherwise;
-    on a CPU that is bf16 where AMX or AVX-512-BF16 is present and f32 elsewhere.  A device without
+    on a CPU that is bf16 where OpenVINO finds native BF16 support (AMX here) and f32 elsewhere; the
+    rule is OpenVINO's and this reads its answer.  A device without
     the property falls back on its ``OPTIMIZATION_CAPABILITIES``.  A device OpenVINO does not see is
     a one-line :class:`UserError` naming the ones it does.
     """
@@ -254,7 +258,7 @@ class _CalibrationImages:
     def __init__(self, batches: Iterable[np.ndarray], limit: int) -> None:
         self._batches = batches
         self._kept: list[np.ndarray] | None = None  # the chosen images of a one-shot source
-        if False:  # a generator: NNCF makes several passes, so keep the images
+        if iter(batches) is batches:  # a generator: NNCF makes several passes, so keep the images
             self._kept = list(_single_images(batches))
         total = getattr(batches, "num_images", None)
         if total is None:
@@ -369,9 +373,11 @@ def _sha256(path: str | os.PathLike) -> str:
 
 
 def _build_facts(ov, source: str | os.PathLike, facts: Mapping[str, str]) -> dict[str, str]:
-    out = {"source_onnx": Path(source).name, "source_onnx_sha256": _sha256(source),
-           "openvino_version": ov.get_version()}
-    out.update({str(k): str(v) for k, v in facts.items()})
+    """``facts`` plus the file the IR was converted from and OpenVINO's version; those name the
+    file actually hashed, so a caller's ``source_onnx`` (e.g. model.onnx for a qdq-route IR read
+    from model.int8.onnx) does not override them."""
+    out = {str(k): str(v) for k, v in facts.items()}
+    out.update(source_onnx=Path(source).name, source_onnx_sha256=_sha256(source), openvino_version=ov.get_version())
     return out
 
 

@@ -8,8 +8,8 @@
         runner.execution        # device, precision hint, streams, threads, hint (compiled model's)
 
 Defaults are for one query at a time (an app classifying a camera feed): the ``LATENCY``
-performance hint, under which OpenVINO's CPU plugin runs one stream on all physical cores of one
-socket; ``threads`` caps the cores (``INFERENCE_NUM_THREADS``), ``streams`` sets
+performance hint, under which OpenVINO's CPU plugin runs one stream over the physical cores of one
+socket (hyper-threads left out); ``threads`` caps the cores (``INFERENCE_NUM_THREADS``), ``streams`` sets
 ``NUM_STREAMS`` and ``hint`` may be ``"throughput"`` or ``"cumulative_throughput"`` for servers
 that run several requests in parallel (this runner issues one at a time, so they rarely help it).
 ``inference_precision=None`` keeps the device's default float precision: BF16 on CPUs with AMX or

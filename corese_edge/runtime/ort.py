@@ -79,9 +79,10 @@ class OrtRunner(Runner):
     (ONNX Runtime's default).  Off by default here: a spinning thread holds a core the moment the
     work is serial (a DequantizeLinear, a small op) and, on a CPU shared with the rest of an app
     (video decode, face detection) or other processes, takes that core from the thread that has
-    work.  On the 2-core Xeon (AMX) of issue 9, under load, spinning off made the full ``coresse``
-    at 2 threads 1.4x faster in FP32 and 1.7x in INT8 (``benchmarks/ort_int8_amx.py``).  Turn it on
-    for a dedicated machine that runs nothing else, where it saves the wake-up latency.
+    work.  On the shared 2-core Xeon of issue 9 (load average about 13), spinning off made the full
+    ``coresse`` at 2 threads 1.4x faster in FP32 and 1.7x in INT8 (``benchmarks/ort_int8_amx.py``
+    measures it).  Turn it on for a dedicated machine that runs nothing else, where it saves the
+    wake-up latency.
 
     An ``InferenceSession`` may be shared between threads (``run`` is thread-safe).
     """
@@ -94,7 +95,7 @@ class OrtRunner(Runner):
         providers: Sequence[str] | str | None = None,
         threads: int | None = None,
         optimization: str = "all",
-        spinning: bool = True,
+        spinning: bool = False,
     ) -> None:
         super().__init__(str(path))
         self.requested_providers = providers

@@ -7,7 +7,9 @@ architecture uses the session's 32 px coresse-lite ONNX.
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -225,8 +227,10 @@ def test_int8_ir_is_quantized_carries_metadata_and_stays_close_to_fp32(small_onn
     assert not np.array_equal(got, ref)  # INT8 arithmetic really ran
 
 
-def test_calibration_data_sets_the_ranges(small_onnx, small_int8, tmp_path):
+def test_calibration_data_sets_the_ranges(small_onnx, small_int8, tmp_path, capfd):
+    capfd.readouterr()
     wide = ovx.quantize_ir(small_onnx, tmp_path / "wide.xml", _calib(scale=10.0), progress=False)
+    assert capfd.readouterr().out == ""  # no NNCF progress bars or INFO lines when progress is off
     assert _input_range(wide) == pytest.approx(10 * _input_range(small_int8), rel=0.05)
     # NNCF's activation range is the mean over samples of each sample's min / max (MEAN_MINMAX,
     # nncf 3.4 quantization/algorithms/min_max/algorithm.py _get_range_estimator_parameters), and
@@ -273,11 +277,14 @@ def test_qdq_route_reads_our_qdq_onnx(small_onnx, tmp_path):
     pre = int8_stage.prepare_for_quantization(small_onnx, tmp_path / "pre.onnx")
     ranges = int8_stage.calibrate(pre, int8_stage.StreamingCalibrationReader(_calib()), tmp_path / "r.json", "minmax", "u8s8")
     qdq = int8_stage.quantize_int8(pre, tmp_path / "model.int8.onnx", ranges, "u8s8", metadata_from=small_onnx)
-    xml = ovx.quantize_ir(small_onnx, tmp_path / "model.int8.xml", [], route="qdq", qdq_onnx_path=qdq, progress=False)
+    xml = ovx.quantize_ir(small_onnx, tmp_path / "model.int8.xml", [], route="qdq", qdq_onnx_path=qdq, progress=False,
+                          build={"source_onnx": "model.onnx", "target": "openvino"})
     model = ov.Core().read_model(os.fspath(xml))
     assert ovx.quantized_layers(model) > 0
     meta, build = read_rt_info(model)
-    assert meta == _meta() and build["route"] == "qdq" and build["source_onnx_sha256"] == _sha(qdq)
+    assert meta == _meta() and build["route"] == "qdq" and build["target"] == "openvino"
+    # the source facts name the file that was read and hashed, whatever the caller passed
+    assert build["source_onnx"] == "model.int8.onnx" and build["source_onnx_sha256"] == _sha(qdq)
     x = np.concatenate(_calib(seed=5))
     np.testing.assert_allclose(_ov_logits(xml, x), _ort_logits(qdq, x), atol=0.05 * float(np.ptp(_ort_logits(qdq, x))))
     with pytest.raises(UserError, match="nothing quantized"):  # the FP32 ONNX is no Q/DQ graph
@@ -306,5 +313,11 @@ def test_missing_package_is_one_line_naming_the_extra(small_onnx, tmp_path, monk
     assert not list(tmp_path.iterdir())
 
 
-def test_available_when_installed():
-    assert ovx.openvino_unavailable() is None
+@pytest.mark.slow
+def test_importing_nncf_through_the_module_is_quiet_and_keeps_nncfs_logger():
+    # a fresh interpreter, so this module is what imports nncf (and, through it, torch)
+    code = ("from corese_edge.export.openvino import openvino_unavailable as u; assert u() is None; "
+            "import logging; log = logging.getLogger('nncf'); print(type(log).__name__, log.level)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.split() == ["NNCFLogger", str(logging.WARNING)]  # nncf's own class: it calls warning_once
+    assert "CUDA" not in done.stderr  # torch's import-time "No CUDA runtime is found" is irrelevant here
