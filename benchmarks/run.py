@@ -19,7 +19,7 @@ def main() -> None:
     d = SuiteConfig()
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--models", default=",".join(d.models))
-    ap.add_argument("--backends", default=",".join(d.backends), help="ort, torch, trt")
+    ap.add_argument("--backends", default=",".join(d.backends), help="ort, openvino, torch, trt")
     ap.add_argument("--precisions", default=",".join(d.precisions))
     ap.add_argument("--batches", default=",".join(map(str, d.batches)))
     ap.add_argument("--warmup-ms", type=float, default=d.warmup_ms)

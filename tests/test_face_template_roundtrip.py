@@ -47,12 +47,14 @@ def test_checkpoint_round_trip(learned_checkpoint):
     assert loaded == LEARNED and loaded.source == "learned" and loaded.images == 123
 
 
+@pytest.mark.slow
 def test_onnx_metadata_round_trip(learned_onnx):
     from corese_edge.export.onnx_fp32 import read_metadata
 
     assert read_metadata(learned_onnx).preprocessing.face_template == LEARNED
 
 
+@pytest.mark.slow
 def test_plan_sidecar_round_trip(learned_onnx, tmp_path):
     """build_engine (with the contract fake of TensorRT 10.x) writes the sidecar; the runtime's
     PlanSidecar.read reads it back."""
@@ -119,6 +121,7 @@ def _one_line_error(res, *fragments: str) -> str:
     return lines[0]
 
 
+@pytest.mark.slow
 def test_faces_template_writes_a_copy_with_the_recomputed_template(tiny_checkpoint, synthetic_data, tmp_path):
     from corese_edge.data.face_template import learn_face_template
     from corese_edge.data.layouts import load_index

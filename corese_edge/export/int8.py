@@ -48,10 +48,10 @@ Why the CPU flavour quantizes only the weighted ops
     Quantizing every op ONNX Runtime can quantize (its registry, ~30 op types) wraps ConvNeXt's
     erf-GELU, bias Adds, layer-scale Muls and residual Adds in Q/DQ pairs.  ORT then runs them as
     unfused Div + Erf in FP32 and as QLinearAdd / QLinearMul (a requantization each) instead of one
-    BiasGelu, and every Q/DQ pair left between two FP32 ops costs a pass over the tensor on one
-    thread (DequantizeLinear is a plain loop outside the intra-op thread pool, onnxruntime
-    ``core/providers/cpu/quantization/quantize_linear.cc``; neither it nor QuantizeLinear got
-    faster with a second thread here), which caps what a second thread gains.  With only Conv /
+    BiasGelu, and every Q/DQ pair left between two FP32 ops costs a pass over the tensor
+    (DequantizeLinear on one thread: it is a plain loop outside the intra-op thread pool,
+    onnxruntime ``core/providers/cpu/quantization/quantize_linear.cc``), which also caps what a
+    second thread gains.  With only Conv /
     MatMul / Gemm quantized, and MatMul / Gemm outputs left float, every weighted op fuses
     (QLinearConv; MatMulIntegerToFloat and QGemm, which run on MLAS's U8S8 QGEMM, its AMX kernel
     where the CPU has AMX-INT8), BiasGelu fuses as in FP32, and fewer tensors are rounded.  On the
