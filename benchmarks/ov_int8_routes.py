@@ -40,6 +40,7 @@ NNCF_CANDIDATES = {
     "nncf-transformer": {"model_type": "transformer"},
     "nncf-full-bc": {"fast_bias_correction": False},
     "nncf-head-fp": {"ignore_head": True},
+    "nncf-mean-minmax": {"activation_range": "mean_minmax"},  # NNCF's own default activation ranges
 }
 #: the candidates whose graphs differ in ways that can change speed (full bias correction and a
 #: float head change values or one small layer, not the kernels)
@@ -68,6 +69,14 @@ def nncf_kwargs(nncf, model, overrides: dict) -> dict:
             # the classifier: the last MatMul before the output (the Gemm of the ONNX)
             last = [op for op in model.get_ordered_ops() if op.get_type_name() == "MatMul"][-1]
             out["ignored_scope"] = nncf.IgnoredScope(names=[last.get_friendly_name()])
+        elif key == "activation_range":
+            # how activation ranges are estimated (the module uses MINMAX, the min / max over all
+            # images; NNCF's default is MEAN_MINMAX, the mean of per-image min / max)
+            from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters
+            from nncf.quantization.range_estimator import RangeEstimatorParametersSet
+
+            out["advanced_parameters"] = AdvancedQuantizationParameters(
+                activations_range_estimator_params=getattr(RangeEstimatorParametersSet, value.upper()))
         else:
             out[key] = value
     return out

@@ -93,35 +93,20 @@ def convert_fp16(onnx_in: Path, onnx_out: Path) -> Path:
 
 
 def quantize_u8s8(onnx_in: Path, onnx_out: Path, calib: Sequence[np.ndarray]) -> Path:
-    """ONNX Runtime's CPU-flavour INT8: U8 activations, S8 per-channel weights, Q/DQ format."""
-    import onnx
-    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
-    from onnxruntime.quantization.shape_inference import quant_pre_process
-
-    class Reader(CalibrationDataReader):
-        def __init__(self) -> None:
-            self._it = iter([{"input": x} for x in calib])
-
-        def get_next(self) -> dict[str, np.ndarray] | None:
-            return next(self._it, None)
+    """The ``--target cpu`` INT8 (the export's own ``u8s8`` flavour: its op types, Q/DQ placement and
+    options), calibrated with min-max on ``calib``; the corese-edge metadata is kept."""
+    from corese_edge.export import int8 as int8_stage
 
     pre = onnx_out.with_name(onnx_out.stem + ".pre.onnx")
+    ranges = onnx_out.with_name(onnx_out.stem + ".ranges.json")
     try:
-        quant_pre_process(str(onnx_in), str(pre), skip_symbolic_shape=True)
-        quantize_static(
-            str(pre), str(onnx_out), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
-            activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-        )
+        int8_stage.prepare_for_quantization(onnx_in, pre)
+        int8_stage.calibrate(pre, int8_stage.StreamingCalibrationReader(list(calib)), ranges, "minmax", "u8s8")
+        int8_stage.quantize_int8(pre, onnx_out, ranges, "u8s8", "minmax", metadata_from=onnx_in)
     finally:
-        if pre.exists():
-            pre.unlink()
-    # keep the corese-edge metadata (class names, preprocessing) on the quantized graph
-    src, dst = onnx.load(str(onnx_in), load_external_data=False), onnx.load(str(onnx_out))
-    del dst.metadata_props[:]
-    for p in src.metadata_props:
-        e = dst.metadata_props.add()
-        e.key, e.value = p.key, p.value
-    onnx.save(dst, str(onnx_out))
+        for tmp in (pre, ranges):
+            if tmp.exists():
+                tmp.unlink()
     return onnx_out
 
 

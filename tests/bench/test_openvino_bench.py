@@ -175,3 +175,22 @@ def test_cpu_isa_booleans(tmp_path):
     host = machine_info()["host"]
     if sys.platform.startswith("linux"):
         assert set(host["cpu_isa"]) == set(CPU_ISA)
+
+
+def test_suite_int8_is_the_cpu_targets_flavour(tmp_path):
+    """The suite's ORT INT8 row must be the artifact `--target cpu` writes: only the flavour's op
+    types (Conv, MatMul, Gemm) run as DQ -> op -> Q; ORT's defaults would also wrap the pooling."""
+    import numpy as np
+    import onnx
+
+    from corese_edge.bench import suite
+    from corese_edge.export.int8 import get_flavour
+
+    fp32 = write_tiny_onnx(tmp_path / "model.onnx")
+    calib = [np.random.default_rng(i).uniform(-1, 1, (1, 3, 16, 16)).astype(np.float32) for i in range(2)]
+    q = onnx.load(str(suite.quantize_u8s8(fp32, tmp_path / "model.int8.onnx", calib)))
+    dq_out = {o for n in q.graph.node if n.op_type == "DequantizeLinear" for o in n.output}
+    q_in = {n.input[0] for n in q.graph.node if n.op_type == "QuantizeLinear"}
+    int8_ops = {n.op_type for n in q.graph.node if dq_out & set(n.input) and q_in & set(n.output)}
+    assert "Conv" in int8_ops and int8_ops <= set(get_flavour("u8s8").op_types), int8_ops
+    assert {p.key for p in q.metadata_props} >= {"class_names", "preprocessing"}

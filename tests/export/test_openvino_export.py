@@ -218,6 +218,7 @@ def test_int8_ir_is_quantized_carries_metadata_and_stays_close_to_fp32(small_onn
     assert meta == _meta()
     assert build["precision"] == "int8" and build["route"] == "nncf" and build["quantizer"].startswith("nncf ")
     assert build["calibration_images"] == "16" and build["source_onnx_sha256"] == _sha(small_onnx)
+    assert build["nncf_activation_range"] == "minmax" and build["nncf_preset"] == "performance"
     assert model.inputs[0].get_partial_shape()[0].is_dynamic
     x = np.concatenate(_calib(seed=7))  # in the calibrated range, not the calibration images themselves
     ref, got = _ort_logits(small_onnx, x), _ov_logits(small_int8, x)
@@ -232,20 +233,18 @@ def test_calibration_data_sets_the_ranges(small_onnx, small_int8, tmp_path, capf
     wide = ovx.quantize_ir(small_onnx, tmp_path / "wide.xml", _calib(scale=10.0), progress=False)
     assert capfd.readouterr().out == ""  # no NNCF progress bars or INFO lines when progress is off
     assert _input_range(wide) == pytest.approx(10 * _input_range(small_int8), rel=0.05)
-    # NNCF's activation range is the mean over samples of each sample's min / max (MEAN_MINMAX,
-    # nncf 3.4 quantization/algorithms/min_max/algorithm.py _get_range_estimator_parameters), and
-    # quantize_ir feeds it one image per sample
-    per_image_max = np.concatenate(_calib()).reshape(16, -1).max(axis=1)
-    assert _input_range(small_int8) == pytest.approx(float(per_image_max.mean()), rel=0.05)
+    # activation ranges are the min / max over all calibration images (NNCF_ACTIVATION_RANGE
+    # "minmax"; NNCF's own default would be the mean of per-image maxima, about 0.72 here)
+    assert _input_range(small_int8) == pytest.approx(float(np.max(_calib())), rel=0.02)
 
 
 @pytest.mark.slow
 def test_a_subset_is_spread_over_the_stream_and_a_generator_works(small_onnx, small_int8, tmp_path):
-    # 8 small batches then 8 large ones: half of them, evenly spaced, average to about 4; the first
-    # half (a prefix) would see only the small ones (about 0.75)
+    # 8 small batches then 8 large ones: half of them, evenly spaced, reach about 10; the first half
+    # (a prefix) would see only the small ones (below 1)
     stream = _calib(scale=1.0, batches=8) + _calib(scale=10.0, batches=8, seed=2)
     spread = ovx.quantize_ir(small_onnx, tmp_path / "spread.xml", stream, subset_size=32, progress=False)
-    assert 3.0 < _input_range(spread) < 5.0
+    assert _input_range(spread) > 5.0
     assert read_rt_info(ov.Core().read_model(os.fspath(spread)))[1]["calibration_images"] == "32"
     # a one-shot generator: NNCF makes several passes over the data, each must see the images
     once = ovx.quantize_ir(small_onnx, tmp_path / "once.xml", (b for b in _calib()), progress=False)
@@ -256,11 +255,16 @@ def test_a_subset_is_spread_over_the_stream_and_a_generator_works(small_onnx, sm
 
 @pytest.mark.slow
 def test_accuracy_control_restores_float_layers_until_within_the_limit(small_onnx, small_int8, tmp_path):
-    # validation inputs twice as wide as the calibration range: the input quantizer clips them, so
-    # plain INT8 gets some wrong; labels are the float model's answers (float accuracy 100 %)
-    x = 2 * np.concatenate(_calib(batches=12, seed=3))
-    y = _ort_logits(small_onnx, x).argmax(1)
-    assert (_ov_logits(small_int8, x).argmax(1) == y).mean() < 0.995  # the premise: plain INT8 drops > 0.5 pp
+    # validation inputs wider than the calibration range: the input quantizer clips them, so plain
+    # INT8 gets some wrong; labels are the float model's answers (float accuracy 100 %).  The first
+    # width and seed where plain INT8 drops more than 0.5 pp (rounding differs between CPUs)
+    for scale, seed in [(s, k) for s in (1.5, 1.7, 2.0, 1.3) for k in (3, 4, 5)]:
+        x = scale * np.concatenate(_calib(batches=12, seed=seed))
+        y = _ort_logits(small_onnx, x).argmax(1)
+        if (_ov_logits(small_int8, x).argmax(1) == y).mean() < 0.995:
+            break
+    else:
+        pytest.fail("no validation set on which plain INT8 drops more than 0.5 pp: the premise is gone")
     xml = ovx.quantize_ir(small_onnx, tmp_path / "ac.xml", _calib(), max_drop_pp=0.5, validation=(x, y), progress=False)
     model = ov.Core().read_model(os.fspath(xml))
     assert read_rt_info(model)[1]["nncf_accuracy_control_max_drop_pp"] == "0.5"
