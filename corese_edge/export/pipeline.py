@@ -289,6 +289,15 @@ def _tool_versions() -> dict[str, str | None]:
     return versions
 
 
+def _platform_name() -> str:
+    """``platform.platform()``'s text without its ``uname -p`` subprocess: iterating ``platform.uname()``
+    forks ``uname -p`` for the processor field, and forking this process once OpenVINO, ONNX Runtime,
+    OpenCV and torch have their thread pools running crashed it (SIGSEGV in the quick demo test)."""
+    libc, version = platform.libc_ver()
+    return "-".join(p for p in (platform.system(), platform.release(), platform.machine(),
+                                f"with-{libc}{version}" if libc else "") if p)
+
+
 def _files_of(path: Path) -> tuple[Path, ...]:
     """The files an artifact is made of: an OpenVINO IR is its .xml and the .bin beside it."""
     return (path, path.with_suffix(".bin")) if path.suffix == ".xml" else (path,)
@@ -746,7 +755,7 @@ def stage_write(state: ExportState, echo: Callable[[str], None] | None = None) -
         "schema": EXPORT_SCHEMA,
         "config": config_to_dict(state.resolved),
         "versions": _tool_versions() | ({"tensorrt": engines[next(iter(engines))].info["trt_version"]} if engines else {}),
-        "platform": {"system": platform.platform(), "machine": platform.machine(), "python": sys.version.split()[0]},
+        "platform": {"system": _platform_name(), "machine": platform.machine(), "python": sys.version.split()[0]},
         "checkpoint": {"path": os.fspath(state.ckpt_path), "sha256": file_sha256(state.ckpt_path), "model": ckpt.variant,
                        "class_names": list(ckpt.class_names), "preprocessing": state.prep.to_dict()},
         "dataset": {"root": data.root, "layout": data.layout, "evaluation_split": cfg.val_split,

@@ -6,7 +6,7 @@ import pytest
 
 from corese_edge.errors import UserError
 from corese_edge.export.pipeline import ExportConfig
-from corese_edge.export.targets import ARTIFACTS, TARGETS, engine_precisions, get_target, requested_precisions
+from corese_edge.export.targets import ARTIFACTS, QUANTIZERS, TARGETS, engine_precisions, get_target, requested_precisions
 
 
 @pytest.mark.parametrize("name", list(TARGETS))
@@ -26,7 +26,7 @@ def test_target_without_engines_refuses_engine(name):
 
 @pytest.mark.parametrize("name", list(TARGETS))
 def test_quantizer_must_fit_the_target(name):
-    for quantizer in ("ort", "modelopt"):
+    for quantizer in QUANTIZERS:
         if quantizer in TARGETS[name].quantizers:
             assert ExportConfig(target=name, int8=True, quantizer=quantizer).quantizer == quantizer
         else:
