@@ -195,6 +195,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rounds", type=int, default=15, help="interleaved rounds at batch 1 (batch 8: half, at least 3)")
     ap.add_argument("--calib-images", type=int, default=8, help="synthetic calibration images (speed only)")
     ap.add_argument("--out", type=Path, default=None, help="write every number as JSON")
+    ap.add_argument("--no-record", action="store_true",
+                    help="do not append the ratios to benchmarks/results/ and RESULTS.md (always off with --quick)")
     a = ap.parse_args(argv)
     from corese_edge.export.openvino import openvino_unavailable
 
@@ -225,8 +227,41 @@ def main(argv: list[str] | None = None) -> int:
         write_json(a.out, {"schema": SCHEMA, "machine": info, "threads": a.threads, "rounds": rounds,
                            "load_average_end": load(), "runs": runs})
         print(f"wrote {a.out}")
+    if not (a.quick or a.no_record):
+        record(runs, info, a.threads, rounds)
     failed = [r for r in runs if r["bars"] and not all(r["bars"].values())]
     return 1 if failed else 0
+
+
+def record(runs: list[dict], machine: dict, threads: int, rounds: int) -> None:
+    """Two ratio rows per (model, batch) in RESULTS.md: the best artifact against ONNX Runtime FP32 and
+    against OpenVINO's own best on the same ONNX, each judged against the issue's bar (the bars are
+    required at coresse batch 1; the other rows show how far they carry)."""
+    from corese_edge.bench.suite import record_ratios
+
+    items = []
+    for r in runs:
+        res, best = r["results"], r["best"]
+        base = res["ort-fp32"]["p50_ms"]
+        where = f"{r['label']}, batch {r['batch']}"
+        items.append({
+            "what": f"{where}: ORT FP32 p50 / best artifact p50, best = {best} ({res[best]['precision']}) "
+                    f"({base:.1f} / {r['best_ms']:.1f} ms)",
+            "value": f"{r['best_vs_ort_fp32']:.2f}x", "target": f">= {BAR_VS_ORT_FP32:.1f}x",
+            "verdict": "pass" if r["best_vs_ort_fp32"] >= BAR_VS_ORT_FP32 else "fail"})
+        items.append({
+            "what": f"{where}: best artifact p50 / OpenVINO's own best on the same ONNX, {r['ov_best']} "
+                    f"({r['best_ms']:.1f} / {r['ov_best_ms']:.1f} ms)",
+            "value": f"{r['best_over_ov_best']:.2f}x", "target": f"<= {BAR_VS_OV_BEST:.1f}x",
+            "verdict": "pass" if r["best_over_ov_best"] <= BAR_VS_OV_BEST else "fail"})
+        items.append({
+            "what": f"{where}: ORT FP32 p50 / ORT INT8 (--target cpu) p50 ({base:.1f} / {res['ort-int8']['p50_ms']:.1f} ms)",
+            "value": f"{base / res['ort-int8']['p50_ms']:.2f}x", "target": "", "verdict": ""})
+    record_ratios("cpu best", items, machine=None,
+                  notes=f"benchmarks/cpu_best.py: {threads} threads, {rounds} interleaved rounds at batch 1 (batch 8: "
+                        f"half, at least 3), random weights, synthetic calibration (speed only); every path run "
+                        f"through OrtRunner / OpenVinoRunner with their defaults; the bars are required at coresse "
+                        f"batch 1 on an AMX machine (issue 9).")
 
 
 if __name__ == "__main__":

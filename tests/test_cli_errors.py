@@ -74,7 +74,7 @@ def test_bad_option_value(command, options, message, tiny_checkpoint, synthetic_
 @pytest.mark.parametrize("option,name,message", [
     ("--onnx", "model.bin", "--onnx takes a .onnx file"),
     ("--engine", "model.onnx", "--engine takes a .plan or .engine file"),
-    ("--checkpoint", "model.txt", "--checkpoint takes a .pt file"),
+    ("--checkpoint", "model.txt", "--checkpoint takes a .pt or .pth file"),
 ])
 def test_bench_refuses_an_unknown_suffix(option, name, message, tmp_path):
     model = tmp_path / name

@@ -11,7 +11,11 @@ from corese_edge.errors import CheckpointError, UserError
 CHOICE_LAYOUTS = ["auto", "rafdb-basic", "rafdb-kaggle", "affectnet-kaggle", "affectnet-official", "folder"]
 
 
-@click.group("faces")
+@click.group("faces", epilog="""\b
+Examples:
+  corese-edge faces template --checkpoint runs/rafdb/swa_final.pt           # -> runs/rafdb/swa_final.template.pt
+  corese-edge faces template --checkpoint model.pt --data ~/data/RAF-DB --images 500
+""")
 def faces_group() -> None:
     """Face alignment: the template that aligned faces are warped to."""
 

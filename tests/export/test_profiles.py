@@ -7,7 +7,7 @@ from corese_edge.errors import UserError
 from corese_edge.export.pipeline import make_export_config
 from corese_edge.export.profiles import SOURCE_PROFILE_DIR, available_profiles, resolve_profile
 
-SHIPPED = ("desktop-fp16", "desktop-int8", "jetson-orin-int8", "cpu-int8")
+SHIPPED = ("desktop-fp16", "desktop-int8", "jetson-orin-int8", "cpu-int8", "openvino-int8", "cpu-best")
 
 
 @pytest.mark.parametrize("name", SHIPPED)
