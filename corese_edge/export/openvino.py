@@ -28,7 +28,6 @@ while converting, quantizing or saving leaves any previous IR as it was and no p
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import io
 import logging
 import os
@@ -38,6 +37,7 @@ from typing import Any, Iterable, Iterator, Mapping
 
 import numpy as np
 
+from corese_edge.atomic import file_sha256
 from corese_edge.errors import MissingExtra, UserError, require
 
 
@@ -379,20 +379,12 @@ def _convert(ov, onnx_path: str | os.PathLike):
         raise UserError(f"{onnx_path}: OpenVINO could not convert it ({_first_line(exc)})") from None
 
 
-def _sha256(path: str | os.PathLike) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def _build_facts(ov, source: str | os.PathLike, facts: Mapping[str, str]) -> dict[str, str]:
     """``facts`` plus the file the IR was converted from and OpenVINO's version; those name the
     file actually hashed, so a caller's ``source_onnx`` (e.g. model.onnx for a qdq-route IR read
     from model.int8.onnx) does not override them."""
     out = {str(k): str(v) for k, v in facts.items()}
-    out.update(source_onnx=Path(source).name, source_onnx_sha256=_sha256(source), openvino_version=ov.get_version())
+    out.update(source_onnx=Path(source).name, source_onnx_sha256=file_sha256(source), openvino_version=ov.get_version())
     return out
 
 

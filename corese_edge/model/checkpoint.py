@@ -13,7 +13,6 @@ Layout of the dict saved with ``torch.save`` (and read back with ``weights_only=
 """
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 import zipfile
@@ -23,7 +22,7 @@ from typing import Any, Mapping
 
 import torch
 
-from corese_edge.atomic import torch_save
+from corese_edge.atomic import file_sha256, torch_save  # file_sha256 re-exported: importers use it from here
 from corese_edge.errors import CheckpointError
 from corese_edge.model.coresse import CoResSE
 from corese_edge.model.variants import get_variant
@@ -170,9 +169,3 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     return {k.removeprefix("module."): v for k, v in raw.items() if k != "n_averaged"}
 
 
-def file_sha256(path: str | os.PathLike) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
