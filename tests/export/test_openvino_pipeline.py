@@ -363,7 +363,9 @@ def test_cpu_best_fails_its_gate_only_when_no_candidate_passes(tiny_checkpoint, 
     _no_openvino(monkeypatch)
     monkeypatch.setattr(cpu_best, "time_candidates", lambda paths, seconds: {n: {"p50_ms": 10.0} for n in paths})
     with pytest.raises(DriftGateFailed, match="--target cpu-best: no CPU candidate passed the drift gate: onnx-fp32"):
-        run_export(_cfg(tiny_checkpoint, synthetic_data, tmp_path, target="cpu-best", max_drift=-1.0))
+        # -100 pp: no candidate can pass. At -1 pp the untrained model's INT8 passed on an AVX2-only EPYC,
+        # where it happened to score 1.19 pp above the FP32 reference.
+        run_export(_cfg(tiny_checkpoint, synthetic_data, tmp_path, target="cpu-best", max_drift=-100.0))
     record = json.loads((tmp_path / "export.json").read_text())
     assert record["cpu_best"]["winner"] is None and record["drift"]["passed"] is False
     assert (tmp_path / "model.onnx").is_file() and (tmp_path / "model.int8.onnx").is_file()  # files kept
