@@ -1,4 +1,7 @@
-"""Datasets on disk: layouts, image decoding and the synthetic demo set (torch-free)."""
+"""Datasets on disk: layouts and the synthetic demo set (torch-free).
+
+Image decoding lives in the base layer, corese_edge.images.
+"""
 from corese_edge.data.layouts import (
     LAYOUTS,
     DatasetIndex,

@@ -16,7 +16,7 @@ from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 
-from corese_edge.data.images import is_image_file, read_rgb
+from corese_edge.images import is_image_file, read_rgb
 from corese_edge.errors import DataError
 from corese_edge.preprocessing import Preprocessing
 

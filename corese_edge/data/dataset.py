@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from corese_edge.data.images import read_rgb
+from corese_edge.images import read_rgb
 from corese_edge.data.transforms import to_chw
 
 

@@ -117,7 +117,7 @@ def learn_face_template(
         raise ValueError(f"face template sample must be >= 1 image, got {sample}")
     if not 0.0 <= min_found <= 1.0:
         raise ValueError(f"face template min_found must be a fraction in [0, 1], got {min_found}")
-    from corese_edge.data.images import read_rgb
+    from corese_edge.images import read_rgb
 
     t0 = time.perf_counter()
     paths, available = _sample_paths(image_paths, sample, seed)

@@ -34,7 +34,7 @@ from typing import Callable, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 
-from corese_edge.data.images import BadImageError, is_image_file, read_rgb
+from corese_edge.images import BadImageError, is_image_file, read_rgb
 from corese_edge.errors import DataError
 
 __all__ = [

@@ -866,7 +866,7 @@ def _check_embedded(artifacts: dict[str, Path], data: _Data, prep) -> dict[str, 
     """The uint8-frames FP32 variant must give the FP32 model's logits (same arithmetic, in-graph)."""
     import cv2
 
-    from corese_edge.data.images import read_rgb
+    from corese_edge.images import read_rgb
     from corese_edge.export.evaluation import OnnxLogits
 
     samples = list(data.evaluation[:16])

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
-from corese_edge.data.images import is_image_file
+from corese_edge.images import is_image_file
 from corese_edge.errors import UserError
 from corese_edge.runtime.video import is_video_file, read_frames
 

@@ -70,7 +70,7 @@ def as_frames(images: Any, color_order: str = "rgb") -> list[np.ndarray]:
 def _one_frame(item: Any, index: int | None, color_order: str) -> np.ndarray:
     where = f"image {index}" if index is not None else "image"
     if _is_path(item):
-        from corese_edge.data.images import BadImageError, read_rgb
+        from corese_edge.images import BadImageError, read_rgb
 
         try:
             rgb = read_rgb(item)

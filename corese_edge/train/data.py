@@ -28,7 +28,7 @@ class DataSplits:
 
 def check_images(samples, progress: bool = False) -> list[tuple[Path, str]]:
     """Decode every image (cv2 releases the GIL, so threads help); return the bad ones."""
-    from corese_edge.data.images import read_rgb
+    from corese_edge.images import read_rgb
 
     def probe(s):
         try:

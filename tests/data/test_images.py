@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 import pytest
 
-from corese_edge.data.images import IMAGE_SUFFIXES, is_image_file, read_rgb
+from corese_edge.images import IMAGE_SUFFIXES, is_image_file, read_rgb
 from corese_edge.data.layouts import Sample, find_bad_images
 from corese_edge.errors import DataError
 from tests.data.layout_fixtures import write_image

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from corese_edge.data import detect_layout, load_index
-from corese_edge.data.images import read_rgb
+from corese_edge.images import read_rgb
 from corese_edge.data.layouts import RAFDB_CLASSES
 from corese_edge.data.synthetic import MARKER, SCHEMA, generate, render_face
 from corese_edge.errors import UserError

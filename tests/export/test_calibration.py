@@ -57,7 +57,7 @@ def test_folder_images_recurses_samples_and_rejects_empty(tmp_path, synthetic_da
 
 
 def test_batches_match_the_eval_transform(synthetic_data):
-    from corese_edge.data.images import read_rgb
+    from corese_edge.images import read_rgb
     from corese_edge.data.transforms import eval_transform
 
     prep = Preprocessing(size=40)

@@ -11,7 +11,7 @@ from corese_edge.data.layouts import load_index
 def test_frames_variant_matches_the_eval_transform(tiny_onnx, synthetic_data, tmp_path):
     import cv2
 
-    from corese_edge.data.images import read_rgb
+    from corese_edge.images import read_rgb
     from corese_edge.data.transforms import eval_transform
     from corese_edge.export.embed import embed_preprocess
     from corese_edge.export.evaluation import OnnxLogits

@@ -22,7 +22,7 @@ def _torch_logits(checkpoint, x: np.ndarray) -> np.ndarray:
 
 def _test_split(root):
     from corese_edge.data import load_index
-    from corese_edge.data.images import read_rgb
+    from corese_edge.images import read_rgb
 
     index = load_index(root)
     samples = index.split("test")

@@ -1,6 +1,8 @@
-"""Image decoding for datasets: every image becomes an (H, W, 3) uint8 RGB array.
+"""Image decoding: every image becomes an (H, W, 3) uint8 RGB array.
 
-Torch-free (numpy and OpenCV only).
+Part of the base layer (docs/ARCHITECTURE.md, Layers): the dataset code, the calibration
+reader and the embeddable runtime all decode files through this one module, so it imports
+nothing but numpy, OpenCV and corese_edge.errors.
 """
 from __future__ import annotations
 
