@@ -8,7 +8,14 @@ from __future__ import annotations
 
 import importlib
 import logging
+import os
 import sys
+
+# FFmpeg (inside OpenCV's video I/O) prints decoder and network chatter such as "[mjpeg @ 0x...]
+# overread 8" or "Connection refused" straight to stderr; the command line reports problems in
+# its own single line instead.  OpenCV reads this once, when cv2 is first imported, which no
+# command does before this module; a value the user set is kept.
+os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "8")  # AV_LOG_FATAL
 
 import click
 

@@ -230,44 +230,43 @@ class ExpressionClassifier:
         histories; motion of more than about half a face width between processed frames (fast
         motion, or a large ``every`` step) breaks tracks.
         """
+        tracks = self._tracks(momentum, iou_threshold, max_missed)
+        order = color_order or self.color_order
+        for position, frame in enumerate(frames):
+            yield tracks.update(position, frame, order)
+
+    def annotate(
+        self, frames: Iterable[Any], *, every: int = 1, momentum: float = 0.6, landmarks: bool = False,
+        color_order: str | None = None, iou_threshold: float = TRACK_IOU, max_missed: int = TRACK_MAX_MISSED,
+    ) -> Iterator["AnnotatedFrame"]:
+        """One :class:`AnnotatedFrame` per frame of ``frames``: the frame, its predictions (as
+        :meth:`stream_faces` gives them) and a copy with them drawn
+        (:func:`~corese_edge.runtime.annotate.draw_predictions`).  ``every``: classify every N-th
+        frame; the frames between are drawn with the latest predictions (``processed`` False), so
+        a saved video keeps the source's frame rate.  ``landmarks`` draws the 5 face points."""
+        from corese_edge.runtime.annotate import draw_predictions
+
+        if every < 1:
+            raise UserError(f"every must be >= 1, got {every}")
+        tracks = self._tracks(momentum, iou_threshold, max_missed)
+        order = color_order or self.color_order
+        latest: list[Prediction] = []
+        for index, frame in enumerate(frames):
+            processed = index % every == 0
+            if processed:
+                latest = tracks.update(index, frame, order)
+            [f] = as_frames(frame, order)
+            yield AnnotatedFrame(index, f, latest, draw_predictions(f, latest, landmarks=landmarks, color_order=order),
+                                 processed)
+
+    def _tracks(self, momentum: float, iou_threshold: float, max_missed: int) -> "_FaceTracks":
         if not 0.0 <= momentum < 1.0:
             raise UserError(f"momentum must be in [0, 1), got {momentum}")
         if not 0.0 < iou_threshold <= 1.0:
             raise UserError(f"iou_threshold must be in (0, 1], got {iou_threshold}")
         if max_missed < 0:
             raise UserError(f"max_missed must be >= 0, got {max_missed}")
-        order = color_order or self.color_order
-        tracks: list[_Track] = []
-        next_id = 0
-        for position, frame in enumerate(frames):
-            if isinstance(frame, (list, tuple)) or (isinstance(frame, np.ndarray) and frame.ndim == 4):
-                raise UserError("stream() takes one frame per item, got a batch")
-            [f] = as_frames(frame, order)
-            crops, found = self._crops([f], order)
-            q = self._probs(crops, order) if crops else np.empty((0, len(self.class_names)), np.float32)
-            boxes = [face.box if face is not None else None for _, _, face in found]
-            matches = _match_tracks(tracks, boxes, iou_threshold) if self.faces else {0: 0} if tracks else {}
-            preds: list[Prediction] = []
-            matched_tracks = set(matches.values())
-            for k, (_, rank, face) in enumerate(found):
-                if k in matches:
-                    track = tracks[matches[k]]
-                    track.probs = momentum * track.probs + (1.0 - momentum) * q[k]
-                    track.box, track.missed = boxes[k], 0
-                else:
-                    track = _Track(next_id, boxes[k], q[k].astype(np.float64))
-                    next_id += 1
-                    tracks.append(track)
-                    matched_tracks.add(len(tracks) - 1)
-                preds.append(self._prediction(track.probs.astype(np.float32), position, rank, face, track.id))
-            kept = []
-            for i, track in enumerate(tracks):
-                if i not in matched_tracks:
-                    track.missed += 1
-                if track.missed <= max_missed:
-                    kept.append(track)
-            tracks = kept
-            yield preds
+        return _FaceTracks(self, momentum, iou_threshold, max_missed)
 
     def stream(
         self, frames: Iterable[Any], momentum: float = 0.6, color_order: str | None = None,
@@ -338,6 +337,62 @@ class ExpressionClassifier:
     def __repr__(self) -> str:
         faces = f", faces={self.face_detector!r}, align={self.align}" if self.faces else ""
         return f"ExpressionClassifier({self.runner!r}, classes={len(self.class_names)}{faces})"
+
+
+@dataclass(frozen=True)
+class AnnotatedFrame:
+    """One frame of :meth:`ExpressionClassifier.annotate`: ``index`` its position in the frames
+    given, ``frame`` the (H, W, 3) uint8 input, ``predictions`` the smoothed per-face predictions
+    shown on it, ``image`` a copy with them drawn, ``processed`` whether this frame was classified
+    (False for the frames ``every`` skips, which carry the latest predictions)."""
+
+    index: int
+    frame: np.ndarray
+    predictions: list[Prediction]
+    image: np.ndarray
+    processed: bool = True
+
+
+class _FaceTracks:
+    """The per-face EMA tracks of one stream (see :meth:`ExpressionClassifier.stream_faces`)."""
+
+    def __init__(self, clf: ExpressionClassifier, momentum: float, iou_threshold: float, max_missed: int) -> None:
+        self.clf, self.momentum, self.iou_threshold, self.max_missed = clf, momentum, iou_threshold, max_missed
+        self.tracks: list[_Track] = []
+        self.next_id = 0
+
+    def update(self, position: int, frame: Any, order: str) -> list[Prediction]:
+        """Classify one frame, match its faces to the tracks, and return its smoothed predictions."""
+        clf, momentum = self.clf, self.momentum
+        if isinstance(frame, (list, tuple)) or (isinstance(frame, np.ndarray) and frame.ndim == 4):
+            raise UserError("stream() takes one frame per item, got a batch")
+        [f] = as_frames(frame, order)
+        crops, found = clf._crops([f], order)
+        q = clf._probs(crops, order) if crops else np.empty((0, len(clf.class_names)), np.float32)
+        boxes = [face.box if face is not None else None for _, _, face in found]
+        tracks = self.tracks
+        matches = _match_tracks(tracks, boxes, self.iou_threshold) if clf.faces else {0: 0} if tracks else {}
+        preds: list[Prediction] = []
+        matched_tracks = set(matches.values())
+        for k, (_, rank, face) in enumerate(found):
+            if k in matches:
+                track = tracks[matches[k]]
+                track.probs = momentum * track.probs + (1.0 - momentum) * q[k]
+                track.box, track.missed = boxes[k], 0
+            else:
+                track = _Track(self.next_id, boxes[k], q[k].astype(np.float64))
+                self.next_id += 1
+                tracks.append(track)
+                matched_tracks.add(len(tracks) - 1)
+            preds.append(clf._prediction(track.probs.astype(np.float32), position, rank, face, track.id))
+        kept = []
+        for i, track in enumerate(tracks):
+            if i not in matched_tracks:
+                track.missed += 1
+            if track.missed <= self.max_missed:
+                kept.append(track)
+        self.tracks = kept
+        return preds
 
 
 @dataclass
