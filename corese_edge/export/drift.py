@@ -190,8 +190,16 @@ class DriftReport:
             lines += [""] + [f"- {n}" for n in self.notes]
         return "\n".join(lines) + "\n"
 
+    def recall_change_pp(self, name: str) -> dict[str, float | None]:
+        """Per-class recall change of artifact ``name`` against the reference, in pp, with better
+        upward: the negative of the stored ``per_class_recall_drop_pp`` (None where the class has
+        no image)."""
+        drops = self.artifacts[name]["per_class_recall_drop_pp"]
+        return {c: (None if drops.get(c) is None else -drops[c]) for c in self.class_names}
+
     def plot(self, path: str | os.PathLike) -> Path:
-        """drift.png: accuracy per artifact next to the reference, and recall drop per class."""
+        """drift.png: accuracy per artifact next to the reference, and the recall change per class
+        (up = better than the reference; the tables keep "drop", positive = worse)."""
         from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.figure import Figure
 
@@ -213,11 +221,12 @@ class DriftReport:
         width = 0.8 / max(1, len(names))
         x = np.arange(len(self.class_names))
         for i, n in enumerate(names):
-            vals = [self.artifacts[n]["per_class_recall_drop_pp"].get(c) for c in self.class_names]
+            change = self.recall_change_pp(n)
+            vals = [change[c] for c in self.class_names]
             ax2.bar(x + i * width - 0.4 + width / 2, [0.0 if v is None else v for v in vals], width, label=n)
         ax2.axhline(0, color="black", linewidth=0.8)
         ax2.set_xticks(x, self.class_names, rotation=30, ha="right")
-        ax2.set_ylabel("recall drop (pp)")
+        ax2.set_ylabel(f"recall change vs {self.reference_name} (pp, up = better)")
         ax2.legend(fontsize=8)
         fig.suptitle(f"Accuracy drift vs {self.reference_name} ({len(self.labels)} {self.split} images)")
         fig.tight_layout()

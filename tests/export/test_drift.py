@@ -95,3 +95,33 @@ def test_census_travels_in_the_entries_and_the_markdown(report, tmp_path):
     md = md_path.read_text()
     assert "| onnx-int8 | 90.00% | 4.00% | 6.00% | 2: `/head/Gemm`, `/ln` |" in md
     assert "| onnx-fp16 | " not in md.split("Precision census")[1]  # no census, no row
+
+
+def test_the_plot_draws_a_recall_gain_upward_and_a_loss_downward(report, tmp_path, monkeypatch):
+    from matplotlib.axes import Axes
+
+    better = _onehot([0, 0, 1, 1, 2, 2, 2, 2, 0, 1])  # class c: 3/4 -> 4/4
+    worse = _onehot([0, 1, 1, 1, 2, 2, 2, 0, 0, 1])  # class a: 3/3 -> 2/3
+    report.add("onnx-fp16", better)
+    report.add("onnx-int8", worse)
+    bars, labels = {}, []
+    real_bar, real_ylabel = Axes.bar, Axes.set_ylabel
+
+    def bar(self, x, height, *args, label=None, **kwargs):
+        if label is not None:
+            bars[label] = list(height)
+        return real_bar(self, x, height, *args, label=label, **kwargs)
+
+    def set_ylabel(self, text, *args, **kwargs):
+        labels.append(text)
+        return real_ylabel(self, text, *args, **kwargs)
+
+    monkeypatch.setattr(Axes, "bar", bar)
+    monkeypatch.setattr(Axes, "set_ylabel", set_ylabel)
+    report.plot(tmp_path / "drift.png")
+    assert bars["onnx-fp16"] == pytest.approx([0.0, 0.0, 25.0])  # recall rose 25 pp: a bar going up
+    assert bars["onnx-int8"] == pytest.approx([-100 / 3, 0.0, 0.0])  # recall fell: a bar going down
+    assert any("recall change" in t and "up = better" in t for t in labels), labels
+    # the tables keep "drop" (positive = worse), and say so in one line
+    assert report.artifacts["onnx-fp16"]["per_class_recall_drop_pp"]["c"] == pytest.approx(-25.0)
+    assert "positive = worse than the reference" in report.to_markdown()
