@@ -1,6 +1,6 @@
 """coresse on this CPU: ONNX Runtime FP32 and INT8 (U8S8) against PyTorch eager FP32, batch 1 and 8.
 
-All three go through the same harness (corese_edge.bench.timing) in one run; the ratios are
+All three go through the same harness (corese_edge.timing) in one run; the ratios are
 PyTorch p50 / ONNX Runtime p50 (> 1 means ONNX Runtime is faster).  The model is randomly
 initialised (speed does not depend on the weights); INT8 is ONNX Runtime's CPU flavour
 (quantize_static, QDQ, U8 activations, S8 per-channel weights) calibrated on random inputs, so
@@ -15,9 +15,12 @@ import tempfile
 from pathlib import Path
 
 from corese_edge.bench.machine import describe, machine_info
-from corese_edge.bench.suite import prepare_models, record_ratios
-from corese_edge.bench.timing import BenchSettings, benchmark_runner
+from corese_edge.bench.suite import output_paths, prepare_models, record_ratios
 from corese_edge.runtime import OrtRunner, TorchRunner
+from corese_edge.timing import BenchSettings, benchmark_runner
+
+#: this checkout's benchmarks/ folder, where RESULTS.md is kept
+RESULTS_DIR, RESULTS_MD = output_paths(Path(__file__).resolve().parent)
 
 
 def main() -> None:
@@ -57,7 +60,8 @@ def main() -> None:
         print(f"{it['what']}: {it['value']}")
     record_ratios("coresse CPU backends", items,
                   notes=f"threads {a.threads or 'library default'}; >= {a.duration_s} s and >= {a.min_iterations} queries per point; "
-                        "random-init weights; INT8 = U8S8 Q/DQ with random calibration (speed only).", machine=machine)
+                        "random-init weights; INT8 = U8S8 Q/DQ with random calibration (speed only).", machine=machine,
+                  results_dir=RESULTS_DIR, markdown=RESULTS_MD)
 
 
 if __name__ == "__main__":

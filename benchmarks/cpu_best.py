@@ -63,7 +63,8 @@ def load() -> str:
 
 
 def print_machine(threads: int) -> dict:
-    from corese_edge.bench.machine import cpu_isa, describe, format_isa, machine_info
+    from corese_edge.bench.machine import describe, machine_info
+    from corese_edge.machine import cpu_isa, format_isa
 
     info = machine_info()
     v = info.get("versions", {})
@@ -237,8 +238,9 @@ def record(runs: list[dict], machine: dict, threads: int, rounds: int) -> None:
     """Two ratio rows per (model, batch) in RESULTS.md: the best artifact against ONNX Runtime FP32 and
     against OpenVINO's own best on the same ONNX, each judged against the issue's bar (the bars are
     required at coresse batch 1; the other rows show how far they carry)."""
-    from corese_edge.bench.suite import record_ratios
+    from corese_edge.bench.suite import output_paths, record_ratios
 
+    results_dir, markdown = output_paths(Path(__file__).resolve().parent)  # this checkout's benchmarks/
     items = []
     for r in runs:
         res, best = r["results"], r["best"]
@@ -261,7 +263,8 @@ def record(runs: list[dict], machine: dict, threads: int, rounds: int) -> None:
                   notes=f"benchmarks/cpu_best.py: {threads} threads, {rounds} interleaved rounds at batch 1 (batch 8: "
                         f"half, at least 3), random weights, synthetic calibration (speed only); every path run "
                         f"through OrtRunner / OpenVinoRunner with their defaults; the bars are required at coresse "
-                        f"batch 1 on an AMX machine (issue 9).")
+                        f"batch 1 on an AMX machine (issue 9).",
+                  results_dir=results_dir, markdown=markdown)
 
 
 if __name__ == "__main__":

@@ -29,10 +29,13 @@ import cv2
 import numpy as np
 
 from corese_edge.bench.machine import describe, machine_info
-from corese_edge.bench.suite import prepare_models, record_ratios
+from corese_edge.bench.suite import output_paths, prepare_models, record_ratios
 from corese_edge.preprocessing import DEFAULT_FACE_TEMPLATE, Preprocessing
 from corese_edge.runtime import OrtRunner, Preprocessor
 from corese_edge.runtime.faces import FaceDetector, align_face
+
+#: this checkout's benchmarks/ folder, where RESULTS.md is kept
+RESULTS_DIR, RESULTS_MD = output_paths(Path(__file__).resolve().parent)
 
 
 def frame_640x480() -> np.ndarray:
@@ -128,7 +131,7 @@ def main() -> None:
             items.append({"what": what, "value": f"{ratio:.2f}x", "target": target, "verdict": verdict})
             print(f"{what}: {ratio:.2f}x {verdict}")
     if not a.no_record:
-        record_ratios("face stage", items, machine=machine,
+        record_ratios("face stage", items, machine=machine, results_dir=RESULTS_DIR, markdown=RESULTS_MD,
                       notes=f"one face per 640x480 frame (astronaut); detection + alignment + preprocessing to 224 px; "
                             f"coresse random weights, batch 1, 1 thread; {a.rounds} interleaved rounds x {a.per_round}; "
                             f"OpenCV {cv2.__version__}, process pinned to one core.")

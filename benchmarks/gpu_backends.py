@@ -14,10 +14,14 @@ import tempfile
 from pathlib import Path
 
 from corese_edge.bench.machine import describe, machine_info
-from corese_edge.bench.suite import prepare_models, record_gpu_run
-from corese_edge.bench.timing import BenchSettings, benchmark_runner, parse_batches
+from corese_edge.bench.suite import output_paths, prepare_models, record_gpu_run
+from corese_edge.bench.timing import parse_batches
 from corese_edge.errors import UserError
 from corese_edge.runtime import OrtRunner, TorchRunner
+from corese_edge.timing import BenchSettings, benchmark_runner
+
+#: this checkout's benchmarks/ folder, where RESULTS.md is kept
+RESULTS_DIR, RESULTS_MD = output_paths(Path(__file__).resolve().parent)
 
 
 def main() -> None:
@@ -57,7 +61,8 @@ def main() -> None:
                 print(f"{runner.backend}: not run ({exc})")
     not_run.append({"model": "coresse", "backend": "trt", "precision": "fp16/int8",
                     "reason": "TensorRT is not installed on the lent GPU machine"})
-    record_gpu_run(results, {**settings.to_dict(), "weights": "random init (speed only)", "img_size": 224}, not_run)
+    record_gpu_run(results, {**settings.to_dict(), "weights": "random init (speed only)", "img_size": 224}, not_run,
+                   results_dir=RESULTS_DIR, markdown=RESULTS_MD)
 
 
 if __name__ == "__main__":

@@ -410,7 +410,8 @@ def trt_bench(work: Path, batches: Sequence[int] = TRT_BATCHES, duration_s: floa
     so a step stopped by its budget still leaves the rows it finished."""
     from corese_edge.atomic import write_json
     from corese_edge.bench.suite import make_checkpoint
-    from corese_edge.bench.timing import BenchSettings, run_benchmarks
+    from corese_edge.bench.timing import run_benchmarks
+    from corese_edge.timing import BenchSettings
     from corese_edge.data.synthetic import generate
     from corese_edge.export import make_export_config, run_export
     from corese_edge.export.tensorrt import build_engine, engine_environment

@@ -67,7 +67,8 @@ def load() -> str:
 
 
 def print_machine() -> dict:
-    from corese_edge.bench.machine import cpu_isa, describe, format_isa, machine_info
+    from corese_edge.bench.machine import describe, machine_info
+    from corese_edge.machine import cpu_isa, format_isa
 
     info = machine_info()
     print(f"machine: {describe(info)}")

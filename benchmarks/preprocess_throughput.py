@@ -11,14 +11,18 @@ from __future__ import annotations
 import argparse
 import os
 import time
+from pathlib import Path
 
 import cv2
 import numpy as np
 
 from corese_edge.bench.machine import describe, machine_info
-from corese_edge.bench.suite import record_ratios
+from corese_edge.bench.suite import output_paths, record_ratios
 from corese_edge.preprocessing import Preprocessing
 from corese_edge.runtime.preprocess import Preprocessor
+
+#: this checkout's benchmarks/ folder, where RESULTS.md is kept
+RESULTS_DIR, RESULTS_MD = output_paths(Path(__file__).resolve().parent)
 
 
 def rate(fn, images_per_call: int, seconds: float) -> float:
@@ -62,7 +66,8 @@ def main() -> None:
                       "verdict": f"max abs diff {diff:.1e} (<= 1e-5)"})
     except ImportError:
         print("albumentations not installed: no reference ratio")
-    record_ratios("preprocessing", items, notes=f"{a.seconds} s per measurement, process pinned to one core, cv2.setNumThreads(1).", machine=machine)
+    record_ratios("preprocessing", items, notes=f"{a.seconds} s per measurement, process pinned to one core, cv2.setNumThreads(1).", machine=machine,
+                  results_dir=RESULTS_DIR, markdown=RESULTS_MD)
 
 
 if __name__ == "__main__":

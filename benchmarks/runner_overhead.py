@@ -17,9 +17,12 @@ from pathlib import Path
 import numpy as np
 
 from corese_edge.bench.machine import describe, machine_info
-from corese_edge.bench.suite import make_checkpoint, record_ratios
+from corese_edge.bench.suite import make_checkpoint, output_paths, record_ratios
 from corese_edge.export.onnx_fp32 import export_onnx
 from corese_edge.runtime import OrtRunner
+
+#: this checkout's benchmarks/ folder, where RESULTS.md is kept
+RESULTS_DIR, RESULTS_MD = output_paths(Path(__file__).resolve().parent)
 
 
 def measure(onnx: Path, size: int, queries: int, threads: int | None) -> tuple[float, float]:
@@ -63,7 +66,8 @@ def main() -> None:
                 "target": "<= 1.05",
                 "verdict": "pass" if ratio <= 1.05 else "FAIL",
             })
-    record_ratios("runner overhead", items, notes=f"{a.queries} interleaved queries (coresse: a quarter); same session, same input.", machine=machine)
+    record_ratios("runner overhead", items, notes=f"{a.queries} interleaved queries (coresse: a quarter); same session, same input.", machine=machine,
+                  results_dir=RESULTS_DIR, markdown=RESULTS_MD)
 
 
 if __name__ == "__main__":

@@ -119,7 +119,7 @@ def _export_and_bench(checkpoint: Path, out: Path, cfg: DemoConfig) -> dict[str,
         info["fastest_cpu"] = f"{winner.file} ({winner.runtime} {winner.precision}, {winner.p50_ms:.1f} ms{speed})"
     click.echo("[5/5] benchmark every artifact on this machine (batch 1 and 8)")
     from corese_edge.bench.compare import format_compare, run_compare
-    from corese_edge.bench.timing import BenchSettings
+    from corese_edge.timing import BenchSettings
 
     doc, json_path, plot = run_compare(export_dir, BenchSettings(batches=(1, 8), duration_s=1.0, warmup_ms=100.0),
                                        {"threads": None})

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from corese_edge.bench.statistics import summarize
+from corese_edge.statistics import summarize
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "benchmarks" / "gpu_check.py"

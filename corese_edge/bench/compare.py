@@ -14,9 +14,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from corese_edge.bench.machine import describe, format_isa, machine_info
-from corese_edge.bench.timing import SCHEMA, BenchSettings, benchmark_runner
+from corese_edge.bench.machine import describe, machine_info
+from corese_edge.bench.timing import SCHEMA
 from corese_edge.errors import UserError
+from corese_edge.machine import format_isa
+from corese_edge.timing import BenchSettings, benchmark_runner
 
 log = logging.getLogger(__name__)
 

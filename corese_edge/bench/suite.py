@@ -1,8 +1,11 @@
 """The benchmark suite behind ``python benchmarks/run.py`` and ``corese-edge bench --suite``.
 
 It runs the matrix backends x precisions x batch sizes for ``coresse`` and ``coresse-lite``,
-appends the results, with the machine, to ``benchmarks/results/<machine>.json`` and regenerates
-``benchmarks/RESULTS.md`` (tables and plots) from every results file.
+appends the results, with the machine, to ``<out>/results/<machine>.json`` and regenerates
+``<out>/RESULTS.md`` (tables and plots under ``<out>/results/plots``) from every results file.
+``<out>`` is the folder the caller names (``--out``); by default ``benchmarks`` under the current
+directory, which from a source checkout's root is the tracked ``benchmarks/`` folder.  Nothing is
+written into the installed package.
 
 Speed does not depend on the weights, so the models are randomly initialised (no download); the
 INT8 model is ONNX Runtime's CPU flavour (U8S8 Q/DQ, ``quantize_static``) calibrated on random
@@ -23,7 +26,6 @@ import json
 import logging
 import os
 import tempfile
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
@@ -32,15 +34,25 @@ import numpy as np
 
 from corese_edge.atomic import write_json, write_text
 from corese_edge.bench.machine import describe, machine_info, machine_slug
-from corese_edge.bench.timing import BenchSettings, benchmark_runner
 from corese_edge.errors import UserError
+from corese_edge.timing import BenchSettings, benchmark_runner
 
 log = logging.getLogger(__name__)
 
 RESULTS_SCHEMA = "corese-edge/bench-results/1"
-ROOT = Path(__file__).resolve().parents[2]
-DEFAULT_RESULTS = ROOT / "benchmarks" / "results"
-DEFAULT_MARKDOWN = ROOT / "benchmarks" / "RESULTS.md"
+#: the results folder unless the caller names one: relative, so it resolves against the current
+#: directory when written (the package's own location is never a default: it may be site-packages)
+DEFAULT_OUT = Path("benchmarks")
+
+
+def output_paths(out: str | os.PathLike = DEFAULT_OUT) -> tuple[Path, Path]:
+    """``(out/results, out/RESULTS.md)``: the per-machine JSON files (plots in ``results/plots``)
+    and the page rendered from them."""
+    out = Path(out)
+    return out / "results", out / "RESULTS.md"
+
+
+DEFAULT_RESULTS, DEFAULT_MARKDOWN = output_paths()
 
 
 @dataclass(frozen=True)
@@ -80,18 +92,6 @@ def make_checkpoint(variant: str, out: Path, img_size: int = 224, num_classes: i
     return ckpt.save(out)
 
 
-def convert_fp16(onnx_in: Path, onnx_out: Path) -> Path:
-    """FP16 graph with FP32 inputs and outputs (onnxconverter-common, keep_io_types)."""
-    import onnx
-    from onnxconverter_common import float16
-
-    with warnings.catch_warnings():  # one "value truncated to 1e-07" warning per tiny weight
-        warnings.simplefilter("ignore", UserWarning)
-        model = float16.convert_float_to_float16(onnx.load(str(onnx_in)), keep_io_types=True)
-    onnx.save(model, str(onnx_out))
-    return onnx_out
-
-
 def quantize_u8s8(onnx_in: Path, onnx_out: Path, calib: Sequence[np.ndarray]) -> Path:
     """The ``--target cpu`` INT8 (the export's own ``u8s8`` flavour: its op types, Q/DQ placement and
     options), calibrated with min-max on ``calib``; the corese-edge metadata is kept."""
@@ -111,7 +111,11 @@ def quantize_u8s8(onnx_in: Path, onnx_out: Path, calib: Sequence[np.ndarray]) ->
 
 
 def prepare_models(variant: str, work: Path, img_size: int, calib_images: int, precisions: Iterable[str]) -> dict[str, Path]:
-    """``{"checkpoint", "fp32", "fp16", "int8"}`` paths for ``variant`` (only what ``precisions`` need)."""
+    """``{"checkpoint", "fp32", "fp16", "int8"}`` paths for ``variant`` (only what ``precisions`` need).
+
+    The FP16 graph is the export's own (:func:`corese_edge.export.fp16.convert_fp16`), so that the
+    untrained model's shared initializers are unshared as they are in a real export."""
+    from corese_edge.export.fp16 import convert_fp16
     from corese_edge.export.onnx_fp32 import export_onnx
 
     work.mkdir(parents=True, exist_ok=True)
@@ -166,7 +170,7 @@ def openvino_runners(precision: str, paths: dict[str, Path], work: Path, threads
 
 def run_suite(cfg: SuiteConfig = SuiteConfig(), progress: Callable[[str], None] = print) -> dict[str, Any]:
     """Run the matrix, append it to the machine's results file, regenerate RESULTS.md."""
-    from corese_edge.bench.machine import format_isa
+    from corese_edge.machine import format_isa
     from corese_edge.runtime.ort import OrtRunner
     from corese_edge.runtime.torch_runner import TorchRunner
 
@@ -277,7 +281,7 @@ def _latest(runs: list[dict[str, Any]], kind: str) -> dict[str, dict[str, Any]]:
 
 def render_markdown(results_dir: str | os.PathLike, markdown: str | os.PathLike) -> Path:
     """Regenerate RESULTS.md (and its plots under ``results_dir/plots``) from every results file."""
-    from corese_edge.bench.machine import format_isa
+    from corese_edge.machine import format_isa
     from corese_edge.bench.report import plot_vs_batch, series_from_results
 
     results_dir, markdown = Path(results_dir), Path(markdown)

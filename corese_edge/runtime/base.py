@@ -11,13 +11,19 @@ A runner is created cheaply, :meth:`Runner.activate` loads the model and allocat
 Inputs are checked before they reach the backend: the names, the dtype, the rank, every fixed
 dimension and the batch against the model's maximum; each mismatch is a one-line
 :class:`~corese_edge.errors.UserError`.
+
+Timing (what :func:`corese_edge.timing.benchmark_runner` asks, so that the harness never looks at
+the backend): :meth:`Runner.prepare_timing` fixes the query's inputs once, :meth:`Runner.timed_query`
+runs one query and returns its timing breakdown in milliseconds, and :meth:`Runner.execution_facts`
+says how the runner executed (for the report).  The defaults here time the host wall time of one
+:meth:`Runner.infer` call; a backend with device timers (TensorRT) overrides them.
 """
 from __future__ import annotations
 
 import abc
 import time
 from dataclasses import dataclass
-from typing import Mapping
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -58,6 +64,7 @@ class Runner(abc.ABC):
         self.max_batch: int | None = None
         self.precision: str = "fp32"
         self._last_inference_time: float | None = None
+        self._timing_feed: dict[str, np.ndarray] = {}
 
     # -- lifecycle -------------------------------------------------------------------------------
     def activate(self) -> "Runner":
@@ -161,6 +168,57 @@ class Runner(abc.ABC):
                 "split it (ExpressionClassifier does this for you) or rebuild with a larger --max-batch"
             )
         return batch
+
+    # -- timing ----------------------------------------------------------------------------------
+    def prepare_timing(self, feed: Mapping[str, np.ndarray], *, cuda_graph: bool = False,
+                       include_transfers: bool = True) -> None:
+        """Fix the inputs every following :meth:`timed_query` runs on (checked as :meth:`infer` checks).
+
+        ``cuda_graph`` (replay each batch's enqueue as a CUDA graph) and ``include_transfers``
+        (time the host/device copies, trtexec's default) concern backends that copy to a device and
+        enqueue there; a backend whose query is one host call ignores them, so one set of bench
+        settings applies to every runner of a comparison.
+        """
+        self.check_feed(feed)
+        self._timing_feed = dict(feed)
+
+    def timed_query(self, inputs: Mapping[str, np.ndarray] | None = None) -> dict[str, float]:
+        """Run one query on the prepared inputs and return its timing breakdown, in milliseconds.
+
+        ``inputs`` replaces some of the prepared arrays first (same shapes and dtypes; end-to-end
+        timing feeds each query freshly preprocessed frames); writing them is not part of any
+        returned time.  ``latency_ms`` is always there: here the host wall time of one
+        :meth:`infer` call.  A backend with device timers adds what it measures (TensorRT:
+        ``gpu_compute_ms``, ``enqueue_ms``, and ``h2d_ms`` / ``d2h_ms`` when transfers are timed);
+        a time that does not exist for a backend is absent, never zero.
+        """
+        if inputs:
+            self._timing_feed.update(inputs)
+        self.infer(self._timing_feed)
+        return {"latency_ms": self._last_inference_time * 1e3}
+
+    def execution_facts(self, batch: int | None = None) -> dict[str, dict[str, Any]]:
+        """How this (active) runner executes, by where a bench report records it.
+
+        ``"result"``: keys added to each timed result of ``batch`` (ONNX Runtime: ``providers``;
+        OpenVINO: ``execution``; TensorRT: ``cuda_graph``, ``include_transfers`` and, with CUDA
+        graphs and a ``batch``, ``cuda_graph_captured``).  ``"device"``: keys added to the report's
+        device (TensorRT: ``tensorrt_runtime``).  ``"settings"``: keys added to the report's
+        settings (``threads``, for the backends that take a thread count).  Sections without
+        facts are absent; the default has none.
+        """
+        return {}
+
+    def frame_preprocessor(self) -> Callable[[Sequence[np.ndarray]], np.ndarray] | None:
+        """``frames -> input batch`` for an artifact with one image input and corese-edge metadata:
+        HxWx3 uint8 RGB frames of any size, resized and normalised as the artifact records
+        (:class:`~corese_edge.runtime.preprocess.Preprocessor`).  ``None`` for any other model."""
+        if self.metadata is None or len(self.inputs) != 1:
+            return None
+        # cv2 is imported only by whoever asks for preprocessing
+        from corese_edge.runtime.preprocess import Preprocessor
+
+        return Preprocessor(self.metadata.preprocessing, np.dtype(self.inputs[0].dtype)).from_frames
 
     # -- backend hooks ---------------------------------------------------------------------------
     @abc.abstractmethod

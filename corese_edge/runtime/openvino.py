@@ -203,6 +203,14 @@ class OpenVinoRunner(Runner):
     def _close(self) -> None:
         self._request = self.compiled = self.model = self.core = None
 
+    def execution_facts(self, batch: int | None = None) -> dict[str, dict[str, Any]]:
+        """The compiled model's :attr:`execution` (device, precision hint, streams, threads as
+        compiled) per result, and the ``threads`` asked for (``None``: OpenVINO's default)."""
+        facts: dict[str, dict[str, Any]] = {"settings": {"threads": self.threads}}
+        if self.execution:
+            facts["result"] = {"execution": dict(self.execution)}
+        return facts
+
 
 def _metadata(model: Any, path: Path) -> tuple[ArtifactMetadata | None, str | None, dict[str, str]]:
     """(metadata, problem, build facts): corese-edge rt_info in an IR, ONNX metadata_props that

@@ -2,8 +2,9 @@
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
@@ -12,6 +13,9 @@ from corese_edge.metadata import ArtifactMetadata
 from corese_edge.runtime.base import Runner, TensorSpec
 
 log = logging.getLogger(__name__)
+
+#: ``OrtRunner.path`` of a model given as bytes or a ModelProto
+IN_MEMORY = "<in-memory model>"
 
 #: Short names accepted for ``providers`` (full ONNX Runtime names are accepted too).
 PROVIDER_ALIASES = {
@@ -84,36 +88,62 @@ class OrtRunner(Runner):
     measures it).  Turn it on for a dedicated machine that runs nothing else, where it saves the
     wake-up latency.
 
+    ``model`` is a path, the serialized ``bytes`` or an ``onnx.ModelProto`` (the export's trial
+    graphs never touch the disk).  ``reference_arithmetic``: the arithmetic a TensorRT-flavour
+    graph is judged by (docs/ARCHITECTURE.md, "Two INT8 flavours"): graph optimizations disabled,
+    so Q/DQ pairs run unfused, and a graph with FP16 tensors rewritten by
+    :func:`corese_edge.runtime.reference.fp16_reference_graph` (needs onnx, imported only then).
+
     An ``InferenceSession`` may be shared between threads (``run`` is thread-safe).
     """
 
     backend = "ort"
+    #: ONNX Runtime's session log level (None: its default, warnings); 3 keeps a caller's output to errors
+    log_severity_level: int | None = None
 
     def __init__(
         self,
-        path: str | Path,
+        model: str | os.PathLike | bytes | Any,
         providers: Sequence[str] | str | None = None,
         threads: int | None = None,
         optimization: str = "all",
         spinning: bool = False,
+        reference_arithmetic: bool = False,
     ) -> None:
-        super().__init__(str(path))
+        in_memory = isinstance(model, bytes) or hasattr(model, "SerializeToString")
+        super().__init__(IN_MEMORY if in_memory else os.fspath(model))
+        self.model = model
         self.requested_providers = providers
         self.threads = threads
         if optimization not in ("all", "disabled", "basic", "extended"):
             raise UserError(f"optimization must be all, extended, basic or disabled; got {optimization!r}")
-        self.optimization = optimization
+        self.reference_arithmetic = bool(reference_arithmetic)
+        # Q/DQ pairs must stay unfused for the reference arithmetic to mean anything
+        self.optimization = "disabled" if self.reference_arithmetic else optimization
         self.spinning = bool(spinning)
-        self.precision = precision_from_name(path)
+        self.precision = "fp32" if in_memory else precision_from_name(self.path)
         self.providers: list[str] = []
         self.session = None
 
     def _activate(self) -> None:
         ort = require("onnxruntime", "export", "to run .onnx models")
-        p = Path(self.path)
-        if not p.is_file():
-            raise UserError(f"model not found: {p}")
+        source: Any = self.model
+        if self.path != IN_MEMORY:
+            p = Path(self.path)
+            if not p.is_file():
+                raise UserError(f"model not found: {p}")
+            source = str(p)
+        if self.reference_arithmetic:
+            from corese_edge.runtime.reference import reference_model
+
+            source = reference_model(source)
+        if hasattr(source, "SerializeToString"):
+            source = source.SerializeToString()
+        elif isinstance(source, os.PathLike):
+            source = os.fspath(source)
         opts = ort.SessionOptions()
+        if self.log_severity_level is not None:
+            opts.log_severity_level = int(self.log_severity_level)
         if self.threads is not None:
             if int(self.threads) < 1:
                 raise UserError(f"threads must be >= 1, got {self.threads}")
@@ -131,10 +161,10 @@ class OrtRunner(Runner):
         opts.graph_optimization_level = level
         self.providers = resolve_providers(self.requested_providers, ort.get_available_providers())
         try:
-            self.session = ort.InferenceSession(str(p), sess_options=opts, providers=self.providers)
+            self.session = ort.InferenceSession(source, sess_options=opts, providers=self.providers)
         except Exception as exc:  # InvalidProtobuf, Fail, NoSuchFile ... all derive from RuntimeError
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise UserError(f"{p}: ONNX Runtime cannot load it ({first[:200]})") from None
+            raise UserError(f"{self.path}: ONNX Runtime cannot load it ({first[:200]})") from None
         self.inputs = tuple(_spec(i) for i in self.session.get_inputs())
         self.outputs = tuple(_spec(o) for o in self.session.get_outputs())
         self._output_names = [o.name for o in self.outputs]
@@ -152,6 +182,13 @@ class OrtRunner(Runner):
 
     def _close(self) -> None:
         self.session = None
+
+    def execution_facts(self, batch: int | None = None) -> dict[str, dict[str, object]]:
+        """The providers the session runs on (per result) and the ``threads`` asked for."""
+        facts: dict[str, dict[str, object]] = {"settings": {"threads": self.threads}}
+        if self.providers:
+            facts["result"] = {"providers": list(self.providers)}
+        return facts
 
 
 def _spec(node) -> TensorSpec:

@@ -584,6 +584,47 @@ class TrtRunner(Runner):
         """The pinned host buffer of input ``name`` (max-batch rows), for benchmarks that fill it once."""
         return self._host_buffers[name].array
 
+    # -- timing (the Runner timing hook, answered with CUDA events) -------------------------------
+    _timing_batch = 0  # rows of the prepared query; 0 until prepare_timing
+    _timing_transfers = True
+
+    def prepare_timing(self, feed: Mapping[str, np.ndarray], *, cuda_graph: bool = False,
+                       include_transfers: bool = True) -> None:
+        """Copy ``feed`` into the pinned input buffers once and set the query's mode.
+
+        ``cuda_graph`` switches this runner's CUDA graphs on or off from here on (each batch's graph
+        is captured by its first query, outside that query's events); ``include_transfers=False``
+        leaves H2D / D2H out of the queries (trtexec ``--noDataTransfers``).
+        """
+        batch = self.check_feed(feed)
+        for name, value in feed.items():
+            self.host_input(name)[:batch] = value
+        self.cuda_graph = bool(cuda_graph)
+        self._timing_batch = batch
+        self._timing_transfers = bool(include_transfers)
+
+    def timed_query(self, inputs: Mapping[str, np.ndarray] | None = None) -> dict[str, float]:
+        """One :meth:`execute` of the prepared batch: ``latency_ms``, ``gpu_compute_ms``,
+        ``enqueue_ms``, and ``h2d_ms`` / ``d2h_ms`` with transfers (see :meth:`execute`).
+        ``inputs`` are written to the pinned buffers first, outside the events."""
+        if not self._timing_batch:
+            raise UserError(f"{self.path}: call prepare_timing() before timed_query()")
+        for name, value in (inputs or {}).items():
+            self.host_input(name)[:self._timing_batch] = value
+        return dict(self.execute(self._timing_batch, transfers=self._timing_transfers))
+
+    def execution_facts(self, batch: int | None = None) -> dict[str, dict[str, Any]]:
+        """The query mode per result (``cuda_graph_captured``: whether ``batch`` really replays a
+        graph, False after a failed capture) and the TensorRT runtime module, version and CUDA layer."""
+        result: dict[str, Any] = {"cuda_graph": self.cuda_graph}
+        if self.cuda_graph and batch is not None:
+            result["cuda_graph_captured"] = self.has_graph(batch)
+        result["include_transfers"] = self._timing_transfers
+        if not self.is_active:  # the runtime module and CUDA layer are chosen by activate()
+            return {"result": result}
+        runtime = {"module": self.trt.__name__, "version": self.trt_version, "cuda_layer": self.cuda.name}
+        return {"result": result, "device": {"tensorrt_runtime": runtime}}
+
     # -- teardown --------------------------------------------------------------------------------
     def _close(self) -> None:
         self._free()

@@ -10,12 +10,13 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from corese_edge.bench.timing import SCHEMA, BenchSettings, benchmark_runner, run_benchmarks
+from corese_edge.bench.timing import SCHEMA, run_benchmarks
 from corese_edge.cli import cli
 from corese_edge.errors import UserError
 from corese_edge.runtime import OrtRunner
 from corese_edge.runtime.base import Runner, TensorSpec
 from corese_edge.runtime.trt import TrtRunner
+from corese_edge.timing import BenchSettings, benchmark_runner
 from tests.runtime.fakes import FakeCuda, FakeTrt, write_plan
 
 TRT_ONLY = ("gpu_compute_ms", "h2d_ms", "d2h_ms", "enqueue_ms")

@@ -163,7 +163,8 @@ flags\t\t: fpu sse2 avx avx2 avx512f avx512_vnni amx_tile amx_int8
 
 
 def test_cpu_isa_booleans(tmp_path):
-    from corese_edge.bench.machine import CPU_ISA, cpu_isa, format_isa, machine_info
+    from corese_edge.bench.machine import machine_info
+    from corese_edge.machine import CPU_ISA, cpu_isa, format_isa
 
     info = tmp_path / "cpuinfo"
     info.write_text(CPUINFO)

@@ -7,7 +7,7 @@ import random
 import numpy as np
 import pytest
 
-from corese_edge.bench.statistics import coefficient_of_variation, median, percentile, summarize
+from corese_edge.statistics import coefficient_of_variation, median, percentile, summarize
 
 
 def _trtexec_percentile(values, p):

@@ -408,7 +408,7 @@ def test_a_runner_called_from_another_thread_stays_on_its_gpu(tmp_path):
 @pytest.mark.contract
 @pytest.mark.parametrize("capture_breaks", [False, True])
 def test_bench_with_cuda_graphs_times_replays_only_and_says_whether_it_captured(tmp_path, capture_breaks):
-    from corese_edge.bench.timing import BenchSettings, benchmark_runner
+    from corese_edge.timing import BenchSettings, benchmark_runner
 
     plan = write_plan(tmp_path, max_batch=4, size=8)
     settings = BenchSettings(warmup_ms=0, iterations=5, cuda_graph=True)
