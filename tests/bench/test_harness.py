@@ -189,3 +189,157 @@ def test_suite_appends_results_and_renders_markdown(tmp_path, monkeypatch):
     assert len(json.loads(f.read_text())["runs"]) == 2
     text = md.read_text()
     assert "### Suite (2099-01-01)" in text and text.count("### Suite") == 1
+
+
+# ------------------------------------------------------------------ the runner timing hook, the output folder
+
+
+class _AcceleratorRunner(Runner):
+    """A backend the harness has never heard of: its own device time and queue time, its own facts."""
+
+    backend = "npu-sim"
+
+    def _activate(self):
+        self.inputs = (TensorSpec("input", np.dtype(np.float32), (None, 2)),)
+        self.outputs = (TensorSpec("y", np.dtype(np.float32), (None, 2)),)
+        self.max_batch = 4
+        self.prepared = None
+        self.queries = 0
+
+    def _infer(self, feed):
+        return {"y": feed["input"] * 2}
+
+    def _close(self):
+        pass
+
+    def prepare_timing(self, feed, *, cuda_graph=False, include_transfers=True):
+        super().prepare_timing(feed, cuda_graph=cuda_graph, include_transfers=include_transfers)
+        self.prepared = (next(iter(feed.values())).shape[0], cuda_graph, include_transfers)
+
+    def timed_query(self, inputs=None):
+        self.queries += 1
+        times = super().timed_query(inputs)
+        return {**times, "gpu_compute_ms": 2.0 if self.queries % 2 else 2.02, "queue_ms": 0.25}
+
+    def execution_facts(self, batch=None):
+        return {"result": {"npu_cores": 2, "batch_seen": batch}, "device": {"npu": {"firmware": "1.2"}},
+                "settings": {"threads": 3}}
+
+
+def test_a_backends_own_timing_breakdown_reaches_the_report_without_the_harness_knowing_it():
+    import inspect
+
+    import corese_edge.timing as harness
+
+    runner = _AcceleratorRunner("model.npu")
+    settings = BenchSettings(batches=(1, 3), warmup_ms=0, iterations=6, cuda_graph=True, include_transfers=False)
+    doc = run_benchmarks(runner, settings, machine={"host": {"logical_cores": 1}})
+    assert runner.prepared == (3, True, False)  # the query mode reached the runner
+    assert doc["device"]["npu"] == {"firmware": "1.2"} and doc["device"]["host"] == {"logical_cores": 1}
+    assert doc["settings"]["threads"] == 3 and doc["settings"]["cuda_graph"] is True
+    for res, batch in zip(doc["results"], (1, 3)):
+        assert res["backend"] == "npu-sim" and res["batch"] == batch and res["iterations"] == 6
+        assert res["queue_ms"]["median"] == 0.25 and res["gpu_compute_ms"]["median"] == pytest.approx(2.01)
+        assert res["latency_ms"]["median"] > 0
+        assert res["npu_cores"] == 2 and res["batch_seen"] == batch
+        for key in ("h2d_ms", "d2h_ms", "enqueue_ms", "providers", "execution", "cuda_graph_captured"):
+            assert key not in res  # nothing the runner did not report
+        # the variation is judged on the device time the runner measured (0.5 %), not the host time
+        assert res["warnings"] == []
+    with pytest.raises(UserError, match="exceeds .* maximum batch 4"):
+        benchmark_runner(runner, 5, settings)
+    with pytest.raises(UserError, match="--end-to-end needs a corese-edge artifact"):
+        benchmark_runner(runner, 1, BenchSettings(warmup_ms=0, iterations=1, end_to_end=True))
+    source = inspect.getsource(harness)
+    assert "hasattr" not in source and "backend ==" not in source and "type: ignore" not in source
+
+
+def test_cv_warning_is_logged_unless_the_caller_asks_for_quiet(caplog):
+    import logging
+
+    with caplog.at_level(logging.WARNING, logger="corese_edge.timing"):
+        loud = benchmark_runner(_JitteryRunner("jitter"), 1, BenchSettings(warmup_ms=0, iterations=10))
+    assert any("coefficient of variation" in w for w in loud["warnings"]) and "coefficient of variation" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="corese_edge.timing"):
+        quiet = benchmark_runner(_JitteryRunner("jitter"), 1, BenchSettings(warmup_ms=0, iterations=10), warn=False)
+    assert any("coefficient of variation" in w for w in quiet["warnings"]) and caplog.text == ""
+
+
+def _tree(root):
+    """{file: mtime_ns} under ``root``, bytecode caches left out."""
+    from pathlib import Path
+
+    return {p: p.stat().st_mtime_ns for p in Path(root).rglob("*") if p.is_file() and "__pycache__" not in p.parts}
+
+
+def test_bench_and_the_suite_write_nothing_into_the_package_or_the_checkout(tmp_path, tiny_onnx, monkeypatch):
+    from pathlib import Path
+
+    import corese_edge
+    from corese_edge.bench import suite
+
+    package = Path(corese_edge.__file__).resolve().parent
+    checkout_benchmarks = package.parent / "benchmarks"
+    before = {**_tree(package), **_tree(checkout_benchmarks)}
+    work = tmp_path / "cwd"
+    work.mkdir()
+    monkeypatch.chdir(work)
+
+    res = CliRunner().invoke(cli, ["bench", "--onnx", str(tiny_onnx), "--iterations", "2", "--warmup-ms", "0",
+                                   "--json", "b.json"])
+    assert res.exit_code == 0, res.output
+    cfg = suite.SuiteConfig(models=("coresse-lite",), backends=("ort",), precisions=("fp32",), batches=(1,),
+                            warmup_ms=0, duration_s=0.0, min_iterations=2, img_size=32, calib_images=2, threads=1)
+    suite.run_suite(cfg, progress=lambda m: None)
+    assert (work / "b.json").is_file() and (work / "benchmarks" / "RESULTS.md").is_file()
+    assert len(list((work / "benchmarks" / "results").glob("*.json"))) == 1
+    assert {**_tree(package), **_tree(checkout_benchmarks)} == before
+
+    # --out names the suite's folder; without --suite it is refused
+    seen = []
+    monkeypatch.setattr(suite, "run_suite", lambda c, progress: seen.append(c))
+    res = CliRunner().invoke(cli, ["bench", "--suite", "--out", str(tmp_path / "elsewhere")])
+    assert res.exit_code == 0, res.output
+    assert Path(seen[0].results_dir) == tmp_path / "elsewhere" / "results"
+    assert Path(seen[0].markdown) == tmp_path / "elsewhere" / "RESULTS.md"
+    res = CliRunner().invoke(cli, ["bench", "--onnx", str(tiny_onnx), "--out", str(tmp_path / "x")])
+    assert res.exit_code == 2 and "--out names the --suite results folder" in res.output
+
+
+def test_suite_fp16_is_the_exports_conversion_with_unshared_initializers(tmp_path, monkeypatch):
+    import onnx
+
+    from corese_edge.bench import suite
+    from corese_edge.export import fp16
+
+    unshared = []
+    real = fp16.unshare_initializers
+
+    def spy(model, blocked_ops, *rest):
+        unshared.append(set(blocked_ops))
+        return real(model, blocked_ops, *rest)
+
+    monkeypatch.setattr(fp16, "unshare_initializers", spy)
+    paths = suite.prepare_models("coresse-lite", tmp_path, 32, 2, ("fp16",))
+    assert unshared, "the suite's FP16 graph skipped unshare_initializers"
+    half = onnx.load(str(paths["fp16"]))
+    assert half.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT  # FP32 I/O kept
+    assert any(t.data_type == onnx.TensorProto.FLOAT16 for t in half.graph.initializer)
+    assert {p.key for p in half.metadata_props} >= {p.key for p in onnx.load(str(paths["fp32"])).metadata_props}
+
+
+def test_end_to_end_feeds_every_timed_query_the_preprocessed_frames():
+    class Preprocessing(_AcceleratorRunner):
+        def _infer(self, feed):
+            self.fed.append(feed["input"].copy())
+            return {"y": feed["input"]}
+
+        def frame_preprocessor(self):
+            return lambda frames: np.full((len(frames), 2), 7.0, dtype=np.float32)
+
+    runner = Preprocessing("pre")
+    runner.fed = []
+    res = benchmark_runner(runner, 2, BenchSettings(warmup_ms=0, iterations=4, end_to_end=True, frame_size=8))
+    assert len(runner.fed) == 5 and all(np.all(x == 7.0) and x.shape == (2, 2) for x in runner.fed)  # warm-up + 4
+    assert res["end_to_end_ms"]["median"] >= res["latency_ms"]["median"]

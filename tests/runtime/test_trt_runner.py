@@ -418,3 +418,21 @@ def test_bench_with_cuda_graphs_times_replays_only_and_says_whether_it_captured(
     for result in (res, again):
         assert result["cuda_graph"] is True and result["cuda_graph_captured"] is (not capture_breaks)
         assert result["gpu_compute_ms"]["max"] == pytest.approx(KERNEL_MS)  # the capture is in no sample
+
+
+@pytest.mark.contract
+def test_end_to_end_bench_writes_each_querys_preprocessed_frames_into_the_pinned_input(tmp_path):
+    from corese_edge.timing import BenchSettings, benchmark_runner
+
+    class Marked(TrtRunner):
+        """Its "preprocessing" gives a value the random bench feed never holds."""
+
+        def frame_preprocessor(self):
+            spec = self.inputs[0]
+            return lambda frames: np.full((len(frames),) + spec.shape[1:], 0.5, dtype=spec.dtype)
+
+    plan = write_plan(tmp_path, max_batch=4, size=8)
+    with Marked(plan, cuda=FakeCuda(), trt=FakeTrt()) as r:
+        res = benchmark_runner(r, 3, BenchSettings(warmup_ms=0, iterations=3, end_to_end=True, frame_size=16))
+        assert np.all(r.host_input(r.inputs[0].name)[:3] == 0.5)
+    assert res["end_to_end_ms"]["median"] > 0 and "gpu_compute_ms" in res
