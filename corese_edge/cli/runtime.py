@@ -148,11 +148,13 @@ Examples:
 @click.option("--end-to-end", is_flag=True, help="Also time preprocessing of 100x100 uint8 frames plus inference.")
 @click.option("--cuda-backend", type=click.Choice(CUDA_BACKENDS), default="auto", show_default=True, help="CUDA layer of the TensorRT runner.")
 @click.option("--json", "json_path", type=click.Path(), help="Write the report as JSON (schema corese-edge/bench/1).")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), help="--suite: folder for results/<machine>.json and RESULTS.md.  [default: ./benchmarks]")
 def bench_command(model, engine, onnx_path, checkpoint, compare_dir, suite, providers, threads, device, streams, hint,
                   inference_precision, half, batch, warmup_ms, duration_s, iterations, cuda_graph, include_transfers,
-                  end_to_end, cuda_backend, json_path) -> None:
+                  end_to_end, cuda_backend, json_path, out_dir) -> None:
     """Benchmark a model the way trtexec measures: latency, throughput, GPU compute, H2D/D2H, enqueue."""
-    from corese_edge.bench.timing import BenchSettings, parse_batches
+    from corese_edge.bench.timing import parse_batches
+    from corese_edge.timing import BenchSettings
 
     chosen = [name for name, v in (("--model", model), ("--engine", engine), ("--onnx", onnx_path), ("--checkpoint", checkpoint),
                                    ("--compare", compare_dir), ("--suite", suite)) if v]
@@ -167,13 +169,16 @@ def bench_command(model, engine, onnx_path, checkpoint, compare_dir, suite, prov
             if not streams.isdigit() or int(streams) < 1:
                 raise UserError(f"--streams takes an integer >= 1 or auto, got {streams!r}")
             streams = int(streams)
+    if out_dir and not suite:
+        raise UserError("--out names the --suite results folder; a single benchmark writes its report with --json")
     if suite:
-        from corese_edge.bench.suite import SuiteConfig, run_suite
+        from corese_edge.bench.suite import DEFAULT_OUT, SuiteConfig, output_paths, run_suite
 
+        results_dir, markdown = output_paths(out_dir or DEFAULT_OUT)
         cfg = SuiteConfig(
             batches=parse_batches(batch) if batch else SuiteConfig.batches,
             warmup_ms=warmup_ms, duration_s=duration_s if duration_s is not None else SuiteConfig.duration_s,
-            threads=threads,
+            threads=threads, results_dir=str(results_dir), markdown=str(markdown),
         )
         run_suite(cfg, progress=lambda m: click.echo(m, err=True))
         return
