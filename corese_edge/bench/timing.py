@@ -12,7 +12,7 @@ from typing import Any, Sequence
 
 from corese_edge.errors import UserError
 from corese_edge.runtime.base import Runner
-from corese_edge.timing import BenchSettings, benchmark_runner
+from corese_edge.timing import METRICS, BenchSettings, benchmark_runner
 
 SCHEMA = "corese-edge/bench/1"
 
@@ -44,7 +44,8 @@ def run_benchmarks(runner: Runner, settings: BenchSettings, machine: dict[str, A
 def format_results(doc: dict[str, Any]) -> str:
     """A plain table of a bench document (one row per result)."""
     head = f"{'backend':8} {'prec':5} {'batch':>5} {'p50 ms':>9} {'p90 ms':>9} {'p99 ms':>9} {'qps':>9} {'img/s':>9}"
-    extra = [k for k in ("gpu_compute_ms", "h2d_ms", "d2h_ms", "enqueue_ms", "end_to_end_ms") if any(k in r for r in doc["results"])]
+    measured = {k for r in doc["results"] for k in r if k.endswith("_ms") and k != "latency_ms"}
+    extra = [k for k in METRICS[1:] if k in measured] + sorted(measured - set(METRICS))
     head += "".join(f" {k[:-3] + ' p50':>16}" for k in extra)
     lines = [head]
     for r in doc["results"]:

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from corese_edge.bench.timing import SCHEMA, run_benchmarks
+from corese_edge.bench.timing import SCHEMA, format_results, run_benchmarks
 from corese_edge.cli import cli
 from corese_edge.errors import UserError
 from corese_edge.runtime import OrtRunner
@@ -250,6 +250,8 @@ def test_a_backends_own_timing_breakdown_reaches_the_report_without_the_harness_
         benchmark_runner(runner, 5, settings)
     with pytest.raises(UserError, match="--end-to-end needs a corese-edge artifact"):
         benchmark_runner(runner, 1, BenchSettings(warmup_ms=0, iterations=1, end_to_end=True))
+    table = format_results(doc).splitlines()
+    assert "gpu_compute p50" in table[0] and "queue p50" in table[0]  # the table shows what was measured
     source = inspect.getsource(harness)
     assert "hasattr" not in source and "backend ==" not in source and "type: ignore" not in source
 
