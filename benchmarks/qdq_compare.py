@@ -102,7 +102,7 @@ def main() -> int:
     from corese_edge.data.synthetic import generate
     from corese_edge.export import int8 as q
     from corese_edge.export.census import precision_census
-    from corese_edge.export.evaluation import OnnxLogits
+    from corese_edge.export.comparator import drift_ort_runner, onnx_logits, runner_logits
     from corese_edge.export.modelopt import quantize_modelopt
     from corese_edge.export.onnx_fp32 import export_onnx
     from corese_edge.export.qdq_rules import qdq_rule_violations
@@ -212,10 +212,12 @@ def main() -> int:
         # 5. rules and numbers
         print("\n== 5. Q/DQ rules (strongly typed) and logits against FP32 (ORT, graph optimizations off) ==")
         x = np.concatenate(list(CalibrationBatches([s.path for s in index.split("test")], prep, 8)))
-        ref = OnnxLogits(fp32)(x)
+        ref = onnx_logits(fp32, x)
         for k, g in graphs.items():
             problems = qdq_rule_violations(g["proto"], strongly_typed=True)
-            logits = timed(f"{k} logits", OnnxLogits(g["path"], reference_arithmetic=True), x)
+            runner = drift_ort_runner(g["path"], reference_arithmetic=True).activate()
+            logits = timed(f"{k} logits", lambda batch: runner_logits(runner, batch), x)
+            runner.close()
             print(f"{k:9}: rule violations {len(problems)}{': ' + problems[0] if problems else ''}; "
                   f"on {len(x)} images max |logit - FP32| {np.abs(logits - ref).max():.4f} "
                   f"(FP32 logits up to {np.abs(ref).max():.4f}), top-1 agreement "

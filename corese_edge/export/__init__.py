@@ -4,15 +4,18 @@ Public API::
 
     from corese_edge.export import ExportConfig, make_export_config, run_export, build_engine
 
-Pipeline stages over one ``ExportState`` (each callable alone, ``corese_edge.export.pipeline``):
-``prepare_export``, ``stage_fp32``, ``stage_fp16``, ``stage_int8``, ``stage_embed``,
-``stage_drift``, ``stage_engine``, ``stage_write``.
+Modules, one job each: ``config`` (ExportConfig, make_export_config), ``datasets`` (checkpoint,
+splits, calibration images), ``stages`` (prepare_export and the ``stage_*`` functions over one
+``ExportState``, each returning a frozen result of ``results``), ``pipeline`` (run_export, the
+composition; it re-exports the stages), ``comparator`` (Comparator.run / RunResults: every artifact
+through the runtime's runners), ``parity``, ``cpu_best`` (the ``--target cpu-best`` stage),
+``record`` (the one writer of export.json and the drift report).
 
 Stage modules (each usable alone): ``onnx_fp32`` (export_onnx, read_metadata), ``fp16``
-(convert_fp16), ``int8`` (prepare_for_quantization, calibrate, quantize_int8, to_fp16_qdq,
-weakly_typed_qdq), ``modelopt``
-(quantize_modelopt), ``drift`` (DriftReport, DriftGateFailed), ``tensorrt`` (build_engine),
-``embed`` (embed_preprocess), ``census`` (precision_census), ``targets`` (the capability table),
+(convert_fp16, keep_sensitive_ops_if_better), ``int8`` (prepare_for_quantization, calibrate,
+quantize_int8, to_fp16_qdq, weakly_typed_qdq, Int8Policy), ``modelopt`` (quantize_modelopt),
+``drift`` (DriftReport, DriftGateFailed), ``tensorrt`` (build_engine), ``embed``
+(embed_preprocess), ``census`` (precision_census), ``targets`` (the capability table),
 ``profiles`` (export/NAME.yaml).
 """
 from __future__ import annotations

@@ -1,6 +1,8 @@
 """``--target cpu-best``: time every CPU candidate here and name the fastest one that passes the drift gate.
 
-Two parts, each testable alone: :func:`time_candidates` measures the p50 latency at batch 1 of each
+A stage of its own, :func:`stage_cpu_best`, which ``run_export`` composes for ``--target cpu-best``
+only (the targets table says which target chooses the fastest).  Two parts, each testable alone:
+:func:`time_candidates` measures the p50 latency at batch 1 of each
 artifact through its runtime runner (ONNX Runtime or OpenVINO, their default configuration, which
 is what an app gets), in interleaved rounds so that a load change on a shared machine hits every
 candidate alike; :func:`choose_fastest` is the decision, a pure function of the measured latencies
@@ -18,12 +20,16 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
+from corese_edge.errors import UserError
+
 log = logging.getLogger(__name__)
 
 #: rounds of the interleaved timing; each candidate gets ``seconds / ROUNDS`` per round
 ROUNDS = 3
 #: name of the candidate every ratio is against
 BASELINE = "onnx-fp32"
+#: the CPU candidates, in the order a tie is broken (simplest deployment first)
+CPU_CANDIDATES = ("onnx-fp32", "onnx-int8", "onnx-fp16", "openvino-float", "openvino-int8")
 #: runner backend -> what the one-line reason calls it
 RUNTIME_NAMES = {"ort": "ONNX Runtime", "onnxruntime": "ONNX Runtime", "openvino": "OpenVINO"}
 
@@ -159,3 +165,79 @@ def time_candidates(
         log.info("%s: p50 %.2f ms at batch 1 (rounds: %s)", name, out[name]["p50_ms"],
                  ", ".join(f"{m:.2f}" for m in medians))
     return out
+
+
+@dataclass(frozen=True)
+class CpuBestResult:
+    """The stage's result: the ``choice``, export.json's ``timing`` facts, the ``--max-drift`` it
+    was judged by, and a note per candidate that failed the gate."""
+
+    choice: CpuBestChoice
+    timing: Mapping[str, Any]
+    max_drift_pp: float
+    notes: tuple[str, ...] = ()
+
+    @property
+    def winner(self) -> Candidate | None:
+        return self.choice.winner
+
+    @property
+    def reason(self) -> str:
+        return self.choice.reason
+
+    @property
+    def speedup(self) -> float | None:
+        return self.choice.speedup
+
+    @property
+    def artifacts(self) -> dict[str, Path]:
+        return {}
+
+    @property
+    def closing(self) -> tuple[str, ...]:
+        """The last line the export prints."""
+        return (self.choice.reason,)
+
+    def section(self) -> dict[str, Any]:
+        """export.json's ``cpu_best`` section."""
+        return {**self.choice.to_dict(), "timing": dict(self.timing)}
+
+    def check(self) -> None:
+        """cpu-best fails only when no candidate passed the gate; the others are simply not chosen."""
+        if self.choice.winner is None:
+            from corese_edge.export.drift import DriftGateFailed
+
+            raise DriftGateFailed(f"--target cpu-best: {self.choice.reason} (limit --max-drift {self.max_drift_pp:g} pp); "
+                                  "the files are kept and drift_report.json marks them failed")
+
+
+def stage_cpu_best(state, timer: Callable[..., dict[str, dict[str, Any]]] | None = None) -> CpuBestResult:
+    """``--target cpu-best``: time every CPU candidate written here at batch 1 (``--bench-seconds``
+    each, interleaved rounds; :func:`time_candidates`, or ``timer`` with its signature) and name the
+    fastest one that passed the drift gate (:func:`choose_fastest`).  A candidate that failed the
+    gate gets a note and is never chosen.  Run after ``stage_drift``; sets ``state.cpu_best``."""
+    from corese_edge.machine import cpu_flags, cpu_name
+
+    if not state.target.chooses_fastest:
+        raise UserError(f"--target {state.cfg.target} does not choose among CPU candidates; that is --target cpu-best")
+    if state.drift is None:
+        raise RuntimeError("the drift report is missing: run stage_drift first")
+    report, artifacts, cfg = state.drift.report, state.artifacts, state.cfg
+    names = [n for n in CPU_CANDIDATES if n in artifacts and n in report.artifacts]
+    timings = (timer or time_candidates)({n: artifacts[n] for n in names}, cfg.bench_seconds)
+    candidates, notes = [], []
+    for n in names:
+        entry = report.artifacts[n]
+        candidates.append(Candidate(
+            name=n, file=artifacts[n].name, backend=entry["backend"], precision=entry["precision"],
+            p50_ms=timings[n]["p50_ms"], drop_pp=entry["accuracy_drop_pp"], passed=entry["passed"]))
+        if not entry["passed"]:
+            notes.append(f"cpu-best: {n} dropped {entry['accuracy_drop_pp']:.2f} pp (over --max-drift "
+                         f"{cfg.max_drift:g}) and is not a candidate")
+    timing = {"batch": 1, "seconds_per_candidate": cfg.bench_seconds, "rounds": ROUNDS,
+              "statistic": "median of the rounds' median latencies", "cpu": cpu_name(), "cpu_flags": cpu_flags(),
+              "runners": "default configuration (ONNX Runtime: one thread per physical core; "
+                         "OpenVINO: LATENCY hint)",
+              "per_candidate": timings}
+    state.cpu_best = CpuBestResult(choose_fastest(candidates), timing, cfg.max_drift, tuple(notes))
+    return state.cpu_best

@@ -78,6 +78,14 @@ class DriftReport:
         self._ref_pred = self.reference_logits.argmax(1)
         self._ref_recall = per_class_recall(self.labels, self._ref_pred, len(self.class_names))
 
+    @classmethod
+    def from_run(cls, results, reference: str, class_names: Sequence[str], max_drift_pp: float,
+                 split: str = "test") -> "DriftReport":
+        """A report judged against ``results.logits[reference]`` (a
+        :class:`~corese_edge.export.comparator.RunResults`) on its labels; add the artifacts with
+        :meth:`add`."""
+        return cls(tuple(class_names), results.labels, results.logits[reference], max_drift_pp, split=split)
+
     # ------------------------------------------------------------------------------ metrics
     @property
     def reference_accuracy(self) -> float:

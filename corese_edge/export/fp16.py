@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 from corese_edge.atomic import atomic_path
 from corese_edge.errors import require
@@ -19,6 +21,51 @@ log = logging.getLogger(__name__)
 
 #: ops the pipeline keeps in FP32 when the all-FP16 graph drifts past --max-drift
 SENSITIVE_FP16_OPS = ("LayerNormalization",)
+
+
+@dataclass(frozen=True)
+class SensitiveOpsChoice:
+    """Whether :data:`SENSITIVE_FP16_OPS` stay in FP32: ``keep_fp32_ops`` is empty when they do not.
+
+    ``drop_pp_before`` is the drop (pp, on the validation split carved from train) of the graph
+    with them in FP16; ``drop_pp`` that of the graph finally in place.
+    """
+
+    keep_fp32_ops: tuple[str, ...]
+    drop_pp_before: float
+    drop_pp: float
+
+    @property
+    def kept(self) -> bool:
+        return bool(self.keep_fp32_ops)
+
+    def note(self, what: str, instead: str = "") -> str | None:
+        """The line that tells the user, e.g. ``note("FP16")``; None when nothing was kept."""
+        if not self.kept:
+            return None
+        return (f"{what} dropped {self.drop_pp_before:.2f} pp on the validation split carved from train; "
+                f"{', '.join(self.keep_fp32_ops)} kept in FP32{instead} ({self.drop_pp:.2f} pp)")
+
+
+def keep_sensitive_ops_if_better(
+    dest: str | os.PathLike, drop_pp: float, limit_pp: float,
+    make_trial: Callable[[tuple[str, ...]], Path], drop: Callable[[Path], float],
+) -> SensitiveOpsChoice:
+    """The FP16 fallback of both FP16 graphs (the FP16 ONNX and INT8's FP16 remainder), in one place.
+
+    ``dest`` holds the graph with every op in FP16, which dropped ``drop_pp``.  Only when that is
+    over ``limit_pp``: ``make_trial(SENSITIVE_FP16_OPS)`` writes the graph with those ops in FP32
+    and returns its path, ``drop(path)`` measures it, and the trial replaces ``dest`` when it drops
+    less.  Otherwise nothing is written and nothing is measured.
+    """
+    if drop_pp <= limit_pp:
+        return SensitiveOpsChoice((), drop_pp, drop_pp)
+    trial = make_trial(SENSITIVE_FP16_OPS)
+    trial_drop = drop(trial)
+    if trial_drop < drop_pp:
+        shutil.move(os.fspath(trial), os.fspath(dest))
+        return SensitiveOpsChoice(tuple(SENSITIVE_FP16_OPS), drop_pp, trial_drop)
+    return SensitiveOpsChoice((), drop_pp, drop_pp)
 
 
 def convert_fp16(

@@ -641,3 +641,122 @@ def search_keep(
         else:
             lo = mid
     return KeepSearch(names[:hi], tuple(ranking), drop_before, trials[hi], True, tuple(sorted(trials.items())))
+
+
+# ----------------------------------------------------------------------------------- the policy
+
+
+@dataclass(frozen=True)
+class Int8Decision:
+    """What :meth:`Int8Policy.apply` left in FP32, and why.
+
+    ``kept``: node names in FP32 (``--keep-fp`` then ``--auto-keep``); ``keep_fp32_ops``: op types
+    in FP32 (:data:`fp16.SENSITIVE_FP16_OPS` when they lowered a drop over the limit);
+    ``reasons``: op type or ``--auto-keep`` node -> why; ``auto_keep``: export.json's
+    ``auto_keep`` section (None without ``--auto-keep``); ``notes``: lines for the user.
+    """
+
+    kept: tuple[str, ...]
+    keep_fp32_ops: tuple[str, ...]
+    reasons: dict[str, str]
+    auto_keep: dict | None
+    notes: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Int8Policy:
+    """The INT8 quantization policy over one calibration (ONNX Runtime's quantizer).
+
+    Inputs: ``pre`` (:func:`prepare_for_quantization`'s model), ``ranges`` (:func:`calibrate`'s
+    cache), the ``flavour``, ``calib_method``, the ``--keep-fp`` nodes ``user_keep``, the
+    ``max_drift_pp`` limit and whether to ``auto_keep``; intermediate graphs go to ``work``.
+    The accuracy measurement is given to :meth:`apply`, so the policy runs alone on any drop
+    function.  Rules, in order: quantize with ``user_keep``; for a flavour whose remainder is FP16,
+    keep :data:`fp16.SENSITIVE_FP16_OPS` in FP32 when the drop is over the limit and that lowers
+    it; then ``--auto-keep`` keeps the fewest most sensitive layers that bring it within.
+    """
+
+    pre: Path
+    ranges: Path
+    flavour: Flavour
+    calib_method: str
+    metadata_from: Path
+    max_drift_pp: float
+    work: Path
+    user_keep: tuple[str, ...] = ()
+    auto_keep: bool = False
+    progress: bool = False
+
+    def quantize(self, keep: Sequence[str], keep_ops: Sequence[str], dest: Path,
+                 high_precision: str | None = None) -> Path:
+        return quantize_int8(self.pre, dest, self.ranges, self.flavour.name, self.calib_method, keep,
+                             metadata_from=self.metadata_from, high_precision=high_precision, keep_fp32_ops=keep_ops)
+
+    def apply(
+        self, dest: Path, drop: Callable[[object], float],
+        sensitivity: tuple[Callable[[object], np.ndarray], np.ndarray] | None = None,
+    ) -> Int8Decision:
+        """Write the chosen INT8 graph to ``dest``.
+
+        ``drop(model)`` is the accuracy drop (pp) of an INT8 graph (a path) on the validation split
+        carved from train.  ``sensitivity`` = ``(logits_of(proto), reference_logits)`` on the
+        ranking images, needed only with ``auto_keep``.
+        """
+        from corese_edge.export.fp16 import keep_sensitive_ops_if_better
+
+        user_keep = tuple(self.user_keep)
+        self.quantize(user_keep, (), dest)
+        keep_ops: tuple[str, ...] = ()
+        reasons: dict[str, str] = {}
+        notes: list[str] = []
+        auto: dict | None = None
+        measured = None
+        if self.flavour.high_precision == "fp16":
+            choice = keep_sensitive_ops_if_better(
+                dest, drop(dest), self.max_drift_pp,
+                lambda ops: self.quantize(user_keep, ops, self.work / "int8-keep.onnx"), drop)
+            measured = choice.drop_pp
+            if choice.kept:
+                keep_ops = choice.keep_fp32_ops
+                notes.append(choice.note("INT8", " instead of FP16"))
+                reasons.update({op: f"INT8+FP16 dropped {choice.drop_pp_before:.2f} pp on the validation split "
+                                    f"carved from train, {choice.drop_pp:.2f} pp with it in FP32" for op in keep_ops})
+        kept = user_keep
+        if self.auto_keep:
+            if sensitivity is None:
+                raise ValueError("auto_keep needs the sensitivity images (logits_of, reference)")
+            if measured is None:
+                measured = drop(dest)
+            if measured > self.max_drift_pp:
+                search = self._search(dest, drop, measured, keep_ops, sensitivity)
+                kept = user_keep + search.kept
+                reasons.update({name: "--auto-keep" for name in search.kept})
+                self.quantize(kept, keep_ops, dest)
+                auto = search.to_dict()
+                notes.append(
+                    f"--auto-keep: INT8 dropped {measured:.2f} pp on the validation split carved from train; kept "
+                    f"{len(search.kept)} layer(s) in FP32 -> {search.drop_pp_after:.2f} pp"
+                    + ("" if search.reached else " (the limit was not reached)"))
+            else:
+                auto = {"kept": [], "drop_pp_before": measured, "drop_pp_after": measured, "reached_limit": True}
+        return Int8Decision(kept, keep_ops, reasons, auto, tuple(notes))
+
+    def _search(self, dest: Path, drop: Callable[[object], float], measured: float, keep_ops: tuple[str, ...],
+                sensitivity: tuple[Callable[[object], np.ndarray], np.ndarray]) -> KeepSearch:
+        onnx = require("onnx", "export", "--auto-keep")
+        logits_of, reference = sensitivity
+        user_keep = tuple(self.user_keep)
+        # the ranking rewires layers of an FP32 Q/DQ graph back to FP32 (keep_in_float), so it
+        # ranks on the FP32 form; every trial measures the artifact's own form
+        qdq = onnx.load(os.fspath(self.quantize(user_keep, (), self.work / "int8-rank.onnx", high_precision="fp32")))
+        fp = onnx.load(os.fspath(self.pre))
+        # only layers the quantizer itself quantizes can be excluded from it
+        quantizable = set(op_types_to_quantize(self.flavour))
+        op_of = {n.name: n.op_type for n in qdq.graph.node}
+        candidates = [n for n in quantized_nodes(qdq) if n not in user_keep and op_of[n] in quantizable]
+        ranking = rank_sensitivity(qdq, fp, candidates, logits_of, reference, progress=self.progress)
+
+        def drop_of(extra: tuple[str, ...]) -> float:
+            return drop(self.quantize(user_keep + extra, keep_ops, self.work / "int8-trial.onnx"))
+
+        return search_keep(ranking, drop_of, self.max_drift_pp, measured)

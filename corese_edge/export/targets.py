@@ -93,6 +93,12 @@ class Target:
     chooses_fastest: bool = False
     refusals: tuple[tuple[str, str], ...] = ()
 
+    @property
+    def requires_openvino(self) -> bool:
+        """Whether this target cannot export without the openvino extra (``cpu-best`` only skips
+        its OpenVINO candidates)."""
+        return self.openvino and not self.chooses_fastest
+
     def writes_onnx_int8(self, quantizer: str) -> bool:
         """Whether an INT8 export writes ``model.int8.onnx`` (every INT8 route but NNCF's)."""
         return self.chooses_fastest or quantizer != "nncf"
@@ -106,7 +112,7 @@ class Target:
         """Whether the drift report judges this precision's ONNX by reference arithmetic.
 
         A TensorRT target's FP16 and INT8 graphs are run the way TensorRT computes them (Q/DQ pairs
-        unfused, every FP16 tensor rounded where the graph says; :func:`evaluation.ort_session`),
+        unfused, every FP16 tensor rounded where the graph says; ``OrtRunner(reference_arithmetic=True)``),
         not the way ONNX Runtime's CPU kernels would; on a CPU target ONNX Runtime is the deployment.
         """
         return precision in ("fp16", "int8") and self.int8_reference_arithmetic

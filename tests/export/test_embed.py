@@ -14,7 +14,7 @@ def test_frames_variant_matches_the_eval_transform(tiny_onnx, synthetic_data, tm
     from corese_edge.images import read_rgb
     from corese_edge.data.transforms import eval_transform
     from corese_edge.export.embed import embed_preprocess
-    from corese_edge.export.evaluation import OnnxLogits
+    from corese_edge.export.comparator import onnx_logits
     from corese_edge.export.onnx_fp32 import read_metadata
 
     out = embed_preprocess(tiny_onnx, tmp_path / "model.preprocess.onnx")
@@ -31,8 +31,8 @@ def test_frames_variant_matches_the_eval_transform(tiny_onnx, synthetic_data, tm
     frames = np.stack([cv2.resize(im, (32, 32), interpolation=prep.cv2_interpolation) for im in images])
     transform = eval_transform(prep)
     nchw = np.stack([transform(image=im)["image"].transpose(2, 0, 1) for im in images]).astype(np.float32)
-    expected = OnnxLogits(tiny_onnx)(nchw)
-    got = OnnxLogits(out)(frames)
+    expected = onnx_logits(tiny_onnx, nchw)
+    got = onnx_logits(out, frames)
     assert np.max(np.abs(got - expected)) <= 1e-4
 
 

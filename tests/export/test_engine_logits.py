@@ -1,4 +1,4 @@
-"""CONTRACT: ``EngineLogits`` (the engine-drift evaluator) pads and chunks batches into the plan's
+"""CONTRACT: ``runner_logits`` (how the engine drift feeds a ``TrtRunner``) pads and chunks batches into the plan's
 optimization profile and runs them through the real ``TrtRunner``, here on the TensorRT and CUDA
 fakes (tests/runtime/fakes.py): the fake context refuses a batch outside the profile, and the fake
 CUDA layer is asynchronous, so padding, chunking and reading back are all exercised."""
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import corese_edge.runtime.trt as trt_mod
-from corese_edge.export.evaluation import EngineLogits
+from corese_edge.export.comparator import runner_logits
 from tests.runtime.fakes import FakeCuda, FakeTrt, expected_logits, write_plan
 
 pytestmark = pytest.mark.contract
@@ -18,7 +18,7 @@ MIN_BATCH, MAX_BATCH, SIZE = 2, 8, 8
 
 @pytest.fixture
 def engine_logits(tmp_path, monkeypatch):
-    """EngineLogits on a fake plan with profile 2..8; yields it and the batch sizes the engine ran."""
+    """runner_logits on a fake plan with profile 2..8; yields it and the batch sizes the engine ran."""
     plan = write_plan(tmp_path, size=SIZE, min_batch=MIN_BATCH, max_batch=MAX_BATCH)
     cuda = FakeCuda()
     monkeypatch.setattr(trt_mod, "cuda_api", lambda backend="auto": cuda)
@@ -31,9 +31,9 @@ def engine_logits(tmp_path, monkeypatch):
         return real_execute(self, batch, transfers)
 
     monkeypatch.setattr(trt_mod.TrtRunner, "execute", execute)
-    fn = EngineLogits(plan, min_batch=MIN_BATCH, max_batch=MAX_BATCH)
-    yield fn, ran
-    fn.close()
+    runner = trt_mod.TrtRunner(str(plan)).activate()
+    yield (lambda x: runner_logits(runner, x, min_batch=MIN_BATCH, max_batch=MAX_BATCH)), ran
+    runner.close()
     assert cuda.live == {}
 
 

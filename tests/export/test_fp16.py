@@ -7,7 +7,7 @@ from onnx import TensorProto
 
 
 def test_fp16_keeps_float32_io_and_metadata(tiny_onnx, tmp_path):
-    from corese_edge.export.evaluation import OnnxLogits
+    from corese_edge.export.comparator import onnx_logits
     from corese_edge.export.fp16 import convert_fp16
     from corese_edge.export.onnx_fp32 import read_metadata
 
@@ -19,7 +19,7 @@ def test_fp16_keeps_float32_io_and_metadata(tiny_onnx, tmp_path):
     assert weights and all(t.data_type == TensorProto.FLOAT16 for t in weights)
     assert read_metadata(out) == read_metadata(tiny_onnx)
     x = np.random.default_rng(0).standard_normal((3, 3, 32, 32)).astype(np.float32)
-    ref, half = OnnxLogits(tiny_onnx)(x), OnnxLogits(out)(x)
+    ref, half = onnx_logits(tiny_onnx, x), onnx_logits(out, x)
     assert half.dtype == np.float32
     assert 0 < np.max(np.abs(half - ref)) < 0.05  # FP16 rounding, but the same function
 
@@ -59,14 +59,15 @@ def _cancelling_fp16_graph():
 def test_reference_arithmetic_rounds_every_fp16_tensor_like_the_graph_says():
     """onnxruntime's CPU provider has no FP16 Add/Sub here and runs both in FP32 without rounding in
     between (x survives); the reference arithmetic must give numpy's FP16 result."""
-    from corese_edge.export.evaluation import OnnxLogits, fp16_reference_graph
+    from corese_edge.export.comparator import onnx_logits
+    from corese_edge.runtime.reference import fp16_reference_graph
 
     model = _cancelling_fp16_graph()
     x = np.array([[0.3, 0.7, 1.4, -0.2]], np.float32)
     c = np.float16(1024)
     want = ((x.astype(np.float16) + c) - c).astype(np.float32)
     assert not np.array_equal(want, x)  # the case is one where FP16 matters
-    np.testing.assert_array_equal(OnnxLogits(model, reference_arithmetic=True)(x), want)
+    np.testing.assert_array_equal(onnx_logits(model, x, reference_arithmetic=True), want)
     rewritten = fp16_reference_graph(model)
     ops = [n.op_type for n in rewritten.graph.node]
     assert ops.count("Cast") == 2 + 4 + 2  # the graph's 2, a widening per FP16 input (2 each), a rounding per output

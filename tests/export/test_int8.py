@@ -11,7 +11,7 @@ from corese_edge.data.layouts import load_index
 from corese_edge.errors import UserError
 from corese_edge.export import int8 as q
 from corese_edge.export.qdq_rules import qdq_rule_violations
-from corese_edge.export.evaluation import OnnxLogits
+from corese_edge.export.comparator import onnx_logits
 from corese_edge.preprocessing import Preprocessing
 
 PREP = Preprocessing(size=32)
@@ -183,8 +183,8 @@ def test_weakly_typed_form_for_tensorrt_8_6_is_the_same_graph_in_fp32_at_opset_1
             np.testing.assert_array_equal(numpy_helper.to_array(weak_inits[n.input[1]]), scales[n.name].astype(np.float32))
     assert qdq_rule_violations(weak, strongly_typed=False) == []
     x = np.random.default_rng(0).standard_normal((2, 3, 32, 32)).astype(np.float32)
-    ref = OnnxLogits(s8s8_fp32, reference_arithmetic=True)(x)
-    np.testing.assert_allclose(OnnxLogits(weak, reference_arithmetic=True)(x), ref, atol=5e-3)
+    ref = onnx_logits(s8s8_fp32, x, reference_arithmetic=True)
+    np.testing.assert_allclose(onnx_logits(weak, x, reference_arithmetic=True), ref, atol=5e-3)
 
 
 def test_cpu_flavour_is_u8s8(prepared, tiny_onnx):
@@ -243,11 +243,11 @@ def test_keep_in_float_rebuilds_the_fp32_function(prepared, s8s8_fp32, tiny_onnx
     work, pre, _ = prepared
     qdq, fp = onnx.load(str(s8s8_fp32)), onnx.load(str(pre))
     x = np.random.default_rng(0).standard_normal((4, 3, 32, 32)).astype(np.float32)
-    fp32 = OnnxLogits(tiny_onnx)(x)
-    int8 = OnnxLogits(qdq, reference_arithmetic=True)(x)
+    fp32 = onnx_logits(tiny_onnx, x)
+    int8 = onnx_logits(qdq, x, reference_arithmetic=True)
     everything = q.keep_in_float(qdq, fp, q.quantized_nodes(qdq))
     assert not any(n.op_type == "DequantizeLinear" for n in everything.graph.node)
-    np.testing.assert_allclose(OnnxLogits(everything)(x), fp32, atol=1e-4)
+    np.testing.assert_allclose(onnx_logits(everything, x), fp32, atol=1e-4)
     assert np.max(np.abs(int8 - fp32)) > 1e-4  # the quantized model really differs
     one = q.quantized_nodes(qdq)[0]
     only_one = q.keep_in_float(qdq, fp, set(q.quantized_nodes(qdq)) - {one})

@@ -16,7 +16,7 @@ from corese_edge.data.calibration import CalibrationBatches
 from corese_edge.data.layouts import load_index
 from corese_edge.errors import MissingExtra, UserError
 from corese_edge.export import int8 as q
-from corese_edge.export.evaluation import OnnxLogits
+from corese_edge.export.comparator import onnx_logits
 from corese_edge.export.onnx_fp32 import read_metadata
 from corese_edge.export.qdq_rules import qdq_rule_violations
 from corese_edge.preprocessing import Preprocessing
@@ -103,10 +103,10 @@ def test_high_precision_dtype_sets_the_type_of_everything_unquantized(runs):
 
 def test_runs_in_onnx_runtime_unoptimized_close_to_fp32(runs, images, tiny_onnx):
     _, test = images
-    reference = OnnxLogits(tiny_onnx)(test)
+    reference = onnx_logits(tiny_onnx, test)
     scale = np.abs(reference).max()
     for dtype in ("fp16", "fp32"):
-        logits = OnnxLogits(runs[dtype], reference_arithmetic=True)(test)  # graph optimizations disabled
+        logits = onnx_logits(runs[dtype], test, reference_arithmetic=True)  # graph optimizations disabled
         assert logits.shape == reference.shape and logits.dtype == np.float32
         assert np.abs(logits - reference).max() < 0.15 * scale, dtype
         assert (logits.argmax(1) == reference.argmax(1)).mean() >= 0.7, dtype

@@ -43,14 +43,14 @@ def test_graph_is_clean_and_passes_the_full_checker(tiny_onnx):
 def test_onnx_matches_pytorch_at_any_batch(tiny_onnx, tiny_checkpoint, batch):
     import torch
 
-    from corese_edge.export.evaluation import OnnxLogits
+    from corese_edge.export.comparator import onnx_logits
     from corese_edge.model.checkpoint import load_checkpoint
 
     model = load_checkpoint(tiny_checkpoint).build_model(se_mode="sample")
     x = np.random.default_rng(batch).standard_normal((batch, 3, 32, 32)).astype(np.float32)
     with torch.inference_mode():
         expected = model(torch.from_numpy(x)).numpy()
-    got = OnnxLogits(tiny_onnx)(x)
+    got = onnx_logits(tiny_onnx, x)
     assert got.shape == (batch, 7)
     assert np.max(np.abs(got - expected)) <= 1e-4
     assert (got.argmax(1) == expected.argmax(1)).all()
@@ -75,10 +75,10 @@ def test_constant_nodes_fold_into_initializers():
     assert {t.name for t in model.graph.initializer} == {"two", "shape"}
     onnx.checker.check_model(model, full_check=True)
 
-    from corese_edge.export.evaluation import ort_session
+    from corese_edge.export.comparator import drift_ort_runner
 
     x = np.arange(4, dtype=np.float32).reshape(2, 2)
-    (out,) = ort_session(model).run(None, {"x": x})
+    (out,) = drift_ort_runner(model).activate().infer({"x": x}).values()
     np.testing.assert_array_equal(out, (2 * x).reshape(1, 4))
 
 

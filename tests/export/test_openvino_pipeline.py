@@ -195,7 +195,9 @@ def test_openvino_int8_export_writes_both_irs_and_no_intermediates(ov_export):
 @pytest.mark.slow  # the session's --target openvino --int8 export (ov_export)
 def test_drift_report_runs_the_irs_through_openvino_and_records_what_ran(ov_export, tiny_checkpoint):
     from corese_edge.data.layouts import load_index
-    from corese_edge.export.evaluation import OpenVinoLogits, TorchLogits, collect_logits
+    from corese_edge.export.comparator import Comparator
+    from corese_edge.runtime.openvino import OpenVinoRunner
+    from corese_edge.runtime.torch_runner import TorchRunner
     from corese_edge.model.checkpoint import load_checkpoint
 
     result, _ = ov_export
@@ -216,9 +218,10 @@ def test_drift_report_runs_the_irs_through_openvino_and_records_what_ran(ov_expo
     ckpt = load_checkpoint(tiny_checkpoint)
     root = json.loads(result.export_json.read_text())["dataset"]["root"]
     test = load_index(root).split("test")
-    fns = {name: OpenVinoLogits(result.out_dir / name) for name in ("model.xml", "model.int8.xml")}
-    fns["torch"] = TorchLogits(ckpt.build_model(se_mode="sample"))
-    labels, logits = collect_logits(test, ckpt.preprocessing, fns)
+    fns = {name: OpenVinoRunner(result.out_dir / name) for name in ("model.xml", "model.int8.xml")}
+    fns["torch"] = TorchRunner(ckpt.build_model(se_mode="sample"))
+    run = Comparator.run(fns, test, ckpt.preprocessing)
+    labels, logits = run.labels, run.logits
     for name, entry in (("model.xml", fl), ("model.int8.xml", q)):
         fns[name].close()
         assert entry["accuracy"] == pytest.approx(float(np.mean(logits[name].argmax(1) == labels)))

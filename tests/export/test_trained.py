@@ -28,13 +28,13 @@ def test_trained_run_exports_faithfully(trained_run, target, tmp_path):
     assert fp16["agreement"] >= 0.98 and fp16["max_abs_logit_diff"] < 0.01
     assert int8["agreement"] >= 0.95
     # INT8 error is small next to the spread of the logits it perturbs
-    from corese_edge.export.evaluation import OnnxLogits, collect_logits
+    from corese_edge.export.comparator import Comparator, drift_ort_runner
     from corese_edge.data.layouts import load_index
     from corese_edge.model.checkpoint import load_checkpoint
 
     test = load_index(record["dataset"]["root"]).split("test")[:32]
-    _, logits = collect_logits(test, load_checkpoint(trained_run.swa_path).preprocessing,
-                               {"fp32": OnnxLogits(tmp_path / "model.onnx")})
+    logits = Comparator.run({"fp32": drift_ort_runner(tmp_path / "model.onnx")}, test,
+                            load_checkpoint(trained_run.swa_path).preprocessing).logits
     assert int8["mean_abs_logit_diff"] < 0.1 * float(np.std(logits["fp32"]))
     assert int8["flavour"] == ("s8s8" if target == "tensorrt" else "u8s8")
     if passed:
