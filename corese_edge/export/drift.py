@@ -1,6 +1,6 @@
 """Stage 4: accuracy drift of every artifact against the PyTorch FP32 reference, and the drift gate.
 
-All artifacts run on the same validation images (DESIGN decision 3).  Per artifact the report gives
+All artifacts run on the same validation images (docs/ARCHITECTURE.md, "Drift before engines").  Per artifact the report gives
 accuracy, its change from the reference in percentage points, top-1 agreement with the reference,
 per-class recall change and |logit| differences.  Units: ``accuracy`` and ``agreement`` are
 fractions in [0, 1]; every ``*_pp`` value is in percentage points, positive meaning a *drop*.

@@ -1,6 +1,6 @@
 """Stage 2: FP32 ONNX -> FP16 ONNX that keeps FP32 inputs and outputs (``keep_io_types``).
 
-TensorRT 10.x/11.x build it strongly typed (precision comes from the graph, DESIGN decision 1);
+TensorRT 10.x/11.x build it strongly typed (docs/ARCHITECTURE.md, "Precision lives in the graph");
 ONNX Runtime runs it as is.  Ops listed in ``keep_fp32_ops`` (for example ``LayerNormalization``,
 whose variance is the usual FP16 casualty) stay in FP32 with casts around them.
 """

@@ -1,6 +1,6 @@
 """Stage 3: FP32 ONNX -> INT8 Q/DQ ONNX with ONNX Runtime's static quantizer.
 
-Two flavours (DESIGN decision 2, the capability table in :mod:`corese_edge.export.targets`):
+Two flavours (docs/ARCHITECTURE.md, "Two INT8 flavours"; the capability table in :mod:`corese_edge.export.targets`):
 
 ``s8s8`` (``--target tensorrt``)
     Symmetric int8 activations and per-channel symmetric int8 weights on the inputs of Conv, Gemm

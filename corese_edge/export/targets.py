@@ -69,8 +69,8 @@ class Target:
     :mod:`corese_edge.export.int8`); ``"u8s8"`` is uint8 activations / int8 weights, FP32 elsewhere,
     for ONNX Runtime's fast CPU kernels.  ``int8_reference_arithmetic``: evaluate the reduced-precision
     graphs in ONNX Runtime with graph optimizations disabled and every FP16 tensor rounded where the
-    graph says (DESIGN decision 2: on AVX2 without VNNI the fused S8S8 kernels saturate, and ORT's CPU
-    provider lacks FP16 kernels, so only that is a faithful reference for what TensorRT computes;
+    graph says (docs/ARCHITECTURE.md, "Two INT8 flavours": on AVX2 without VNNI the fused S8S8
+    kernels saturate, and ORT's CPU provider lacks FP16 kernels, so only that is a faithful reference for what TensorRT computes;
     :meth:`reference_arithmetic`).  ``quantizers[0]`` is the target's default quantizer.
 
     ``openvino``: the target writes OpenVINO IR beside the FP32 ONNX: the float IR always, the

@@ -6,7 +6,6 @@ and only torch when the runner wraps a module already in memory (the export's FP
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import Any, Mapping
 
 import numpy as np
