@@ -16,18 +16,26 @@ import numpy as np
 
 @dataclass(frozen=True)
 class Fp32Result:
-    """``model.onnx``; ``parity`` is export.json's ``parity`` section; ``labels`` and ``logits``
-    (``"reference"``: PyTorch, ``"onnx-fp32"``) are on the ``--val-split`` images."""
+    """``model.onnx``; ``parity`` is export.json's ``parity`` section; ``evaluated`` (a
+    :class:`~corese_edge.export.comparator.RunResults`) holds the ``"reference"`` (PyTorch) and
+    ``"onnx-fp32"`` runs on the ``--val-split`` images, which the drift report is judged against."""
 
     path: Path
     parity: Mapping[str, Any]
-    labels: np.ndarray
-    logits: Mapping[str, np.ndarray]
+    evaluated: Any
     notes: tuple[str, ...] = ()
 
     @property
     def artifacts(self) -> dict[str, Path]:
         return {"onnx-fp32": self.path}
+
+    @property
+    def labels(self) -> np.ndarray:
+        return self.evaluated.labels
+
+    @property
+    def logits(self) -> Mapping[str, np.ndarray]:
+        return self.evaluated.logits
 
 
 @dataclass(frozen=True)

@@ -237,7 +237,7 @@ def stage_fp32(state: ExportState) -> Fp32Result:
     finally:
         for runner in runners.values():
             runner.close()
-    state.fp32 = Fp32Result(fp32_path, parity, evaluated.labels, dict(evaluated.logits))
+    state.fp32 = Fp32Result(fp32_path, parity, evaluated)
     return state.fp32
 
 
@@ -428,8 +428,8 @@ def stage_drift(state: ExportState) -> DriftResult:
             runners[name] = open_drift_runner(artifacts[name])
     results = Comparator.run(runners, state.data.evaluation, state.prep, progress=cfg.progress,
                              desc=f"validating on {cfg.val_split}") if runners else None
-    report = DriftReport(state.data.class_names, state.fp32.labels, state.fp32.logits["reference"], cfg.max_drift,
-                         split=cfg.val_split)
+    report = DriftReport.from_run(state.fp32.evaluated, "reference", state.data.class_names, cfg.max_drift,
+                                  split=cfg.val_split)
     logits = {"onnx-fp32": state.fp32.logits["onnx-fp32"], **(results.logits if results else {})}
     for name, value in logits.items():
         extra: dict[str, Any] = {"file": artifacts[name].name}
