@@ -25,7 +25,7 @@ def _probe(module: str) -> dict[str, Any]:
         return {"status": "broken", "version": None, "error": f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"}
     version = getattr(mod, "__version__", None) or getattr(mod, "VERSION_TEXT", None)
     if version is None:
-        from corese_edge.bench.machine import DISTRIBUTIONS, dist_version
+        from corese_edge.machine import DISTRIBUTIONS, dist_version
 
         version = dist_version(DISTRIBUTIONS.get(module, (module,)))
     return {"status": "ok", "version": str(version) if version is not None else None, "module": mod}
@@ -34,7 +34,7 @@ def _probe(module: str) -> dict[str, Any]:
 def _installed(dist: str) -> dict[str, Any]:
     """Like :func:`_probe` from package metadata alone: importing nncf imports torch and takes
     seconds, which ``env`` need not pay to name its version."""
-    from corese_edge.bench.machine import dist_version
+    from corese_edge.machine import dist_version
 
     version = dist_version((dist,))
     if version is None:
@@ -46,7 +46,7 @@ def collect_env() -> dict[str, Any]:
     """The facts ``corese-edge env`` prints (JSON-safe)."""
     from corese_edge import __version__
     from corese_edge.bench.machine import gpus
-    from corese_edge.bench.jetson import jetson_info
+    from corese_edge.machine import jetson_info
 
     libs: dict[str, dict[str, Any]] = {}
     for name in ("numpy", "cv2", "torch", "timm", "albumentations", "onnx", "onnxruntime", "matplotlib"):
@@ -93,7 +93,7 @@ def collect_env() -> dict[str, Any]:
         probe = _probe(module)
         probe.pop("module", None)
         if probe["status"] == "ok" and probe["version"] is None:
-            from corese_edge.bench.machine import DISTRIBUTIONS, dist_version
+            from corese_edge.machine import DISTRIBUTIONS, dist_version
 
             probe["version"] = dist_version(DISTRIBUTIONS["pycuda" if label == "pycuda" else "cuda-python"])
         cuda_layers[label] = probe

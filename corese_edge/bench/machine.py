@@ -1,111 +1,19 @@
-"""What machine a benchmark ran on: host CPU, GPU, driver, library versions, Jetson facts.
+"""What machine a benchmark ran on: the base layer's host facts plus the GPUs the CUDA layer sees.
 
-Library versions come from installed package metadata, so describing the machine imports neither
-torch nor TensorRT.  GPU facts come from the CUDA layer (cuda-python or pycuda) when present, else
-``nvidia-smi``; none of them is an error.
+The host half (CPU, SIMD features, library versions, Jetson) is :mod:`corese_edge.machine`, which
+needs no CUDA binding.  The GPU list asks the CUDA layer (cuda-python or pycuda, in
+:mod:`corese_edge.runtime.cuda`) first, else ``nvidia-smi``; it lives here because the base layer
+imports no subpackage (docs/ARCHITECTURE.md, Layers) and bench may import the runtime.  No GPU,
+no binding, no driver: each is a fact to record, never an error.
 """
 from __future__ import annotations
 
-import importlib.metadata as md
-import os
-import platform
 import re
 import shutil
 import subprocess
-from pathlib import Path
 from typing import Any
 
-from corese_edge.bench.jetson import jetson_info
-
-#: distribution names to look up for each library, first found wins
-DISTRIBUTIONS = {
-    "onnxruntime": ("onnxruntime", "onnxruntime-gpu"),
-    "tensorrt": ("tensorrt", "tensorrt-cu13", "tensorrt-cu12", "tensorrt-lean", "tensorrt-lean-cu13-bindings", "tensorrt-lean-cu12-bindings"),
-    "cuda-python": ("cuda-python", "cuda-bindings"),
-    "pycuda": ("pycuda",),
-    "torch": ("torch",),
-    "timm": ("timm",),
-    "onnx": ("onnx",),
-    "numpy": ("numpy",),
-    "opencv": ("opencv-python-headless", "opencv-python", "opencv-contrib-python-headless"),
-    "openvino": ("openvino",),
-    "nncf": ("nncf",),
-}
-
-
-def dist_version(names: tuple[str, ...]) -> str | None:
-    for name in names:
-        try:
-            return md.version(name)
-        except md.PackageNotFoundError:
-            continue
-    return None
-
-
-def cpu_name() -> str:
-    try:
-        text = Path("/proc/cpuinfo").read_text(errors="replace")
-        m = re.search(r"^model name\s*:\s*(.+)$", text, flags=re.M)
-        if m:
-            return m.group(1).strip()
-        m = re.search(r"^(?:Hardware|Model)\s*:\s*(.+)$", text, flags=re.M)
-        if m:
-            return m.group(1).strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-#: x86 features that decide which CPU kernels run (Linux /proc/cpuinfo names -> label):
-#: VNNI speeds INT8 dot products, AMX tiles run INT8 and BF16 matrix products, AVX-512-BF16 and
-#: AMX-BF16 are what OpenVINO's default BF16 inference precision needs.
-CPU_ISA = {
-    "avx2": "AVX2",
-    "avx512f": "AVX-512F",
-    "avx512_vnni": "AVX-512 VNNI",
-    "avx_vnni": "AVX-VNNI",
-    "avx512_bf16": "AVX-512 BF16",
-    "avx512_fp16": "AVX-512 FP16",
-    "amx_tile": "AMX tile",
-    "amx_int8": "AMX INT8",
-    "amx_bf16": "AMX BF16",
-}
-
-
-def _cpuinfo_flags(path: Path = Path("/proc/cpuinfo")) -> set[str] | None:
-    """The first CPU's flag set from /proc/cpuinfo (``Features`` on ARM); None where it cannot be read."""
-    try:
-        text = path.read_text(errors="replace")
-    except OSError:  # not Linux, or no procfs
-        return None
-    m = re.search(r"^(?:flags|Features)\s*:\s*(.+)$", text, flags=re.M)
-    return set(m.group(1).split()) if m else None
-
-
-def cpu_flags(path: Path = Path("/proc/cpuinfo")) -> list[str]:
-    """The SIMD features that decide CPU inference speed (AVX2, AVX-512, VNNI, AMX, NEON...)."""
-    have = _cpuinfo_flags(path)
-    if not have:
-        return []
-    wanted = ("avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "avx512_fp16", "amx_tile",
-              "amx_int8", "amx_bf16", "asimd", "asimddp", "sve")
-    return [f for f in wanted if f in have]
-
-
-def cpu_isa(path: Path = Path("/proc/cpuinfo")) -> dict[str, bool]:
-    """``{flag: present}`` for every :data:`CPU_ISA` flag; ``{}`` when the flags cannot be read
-    (unknown is not "absent").  On ARM every entry is False."""
-    have = _cpuinfo_flags(path)
-    if have is None:
-        return {}
-    return {flag: flag in have for flag in CPU_ISA}
-
-
-def format_isa(isa: dict[str, bool]) -> str:
-    """``AVX2 yes, AVX-512F yes, ..., AMX BF16 no`` (or ``unknown``)."""
-    if not isa:
-        return "unknown"
-    return ", ".join(f"{CPU_ISA.get(k, k)} {'yes' if v else 'no'}" for k, v in isa.items())
+from corese_edge.machine import host_info, jetson_info, library_versions
 
 
 def gpus() -> tuple[list[dict[str, Any]], str]:
@@ -161,18 +69,9 @@ def machine_info() -> dict[str, Any]:
     """Everything a benchmark result must carry about where it ran."""
     gpu_list, no_gpu = gpus()
     info: dict[str, Any] = {
-        "host": {
-            "cpu": cpu_name(),
-            "cpu_features": cpu_flags(),
-            "cpu_isa": cpu_isa(),
-            "logical_cores": os.cpu_count(),
-            "usable_cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
-            "os": f"{platform.system()} {platform.release()}",
-            "arch": platform.machine(),
-            "python": platform.python_version(),
-        },
+        "host": host_info(),
         "gpus": gpu_list,
-        "versions": {k: dist_version(v) for k, v in DISTRIBUTIONS.items()},
+        "versions": library_versions(),
     }
     info["versions"]["cuda_runtime"] = cuda_runtime_version()
     if not gpu_list:

@@ -201,8 +201,9 @@ def bench_command(model, engine, onnx_path, checkpoint, compare_dir, suite, prov
         click.echo(f"json: {out}", err=True)
         return
 
-    from corese_edge.bench.machine import describe, format_isa
+    from corese_edge.bench.machine import describe
     from corese_edge.bench.timing import format_results, run_benchmarks
+    from corese_edge.machine import format_isa
     from corese_edge.runtime.artifacts import open_runner
 
     path = model or engine or onnx_path or checkpoint

@@ -3,16 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-from corese_edge.bench.jetson import (
-    TegrastatsSampler,
-    clocks_locked,
-    jetpack_for_l4t,
-    jetson_info,
-    parse_nvpmodel,
-    parse_tegra_release,
-    parse_tegrastats,
-    total_power,
-)
+from corese_edge.bench.jetson import TegrastatsSampler, parse_tegrastats, total_power
+from corese_edge.machine import clocks_locked, jetpack_for_l4t, jetson_info, parse_nvpmodel, parse_tegra_release
 
 # One line per tegrastats generation (the formats JetPack 4 to 6 print).
 ORIN_NANO_JP6 = (
