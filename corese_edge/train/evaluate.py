@@ -75,7 +75,7 @@ def evaluate(cfg: EvaluateConfig) -> dict[str, Any]:
     from corese_edge.data.transforms import eval_transform
     from corese_edge.model.checkpoint import load_checkpoint
     from corese_edge.train.data import prepare_splits
-    from corese_edge.train.trainer import resolve_device
+    from corese_edge.train.device import resolve_device
 
     if cfg.split not in ("test", "val"):
         raise UserError(f"--split must be 'test' or 'val', got {cfg.split!r}")

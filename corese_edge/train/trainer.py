@@ -38,6 +38,7 @@ from corese_edge.model.pretrained import apply_pretrained
 from corese_edge.preprocessing import Preprocessing
 from corese_edge.train.config import TrainConfig
 from corese_edge.train.data import DataSplits, prepare_splits
+from corese_edge.train.device import resolve_device
 from corese_edge.train.distributed import DistContext, init_distributed, shutdown
 from corese_edge.train.evaluate import predict_logits
 from corese_edge.train.metrics import classification_report
@@ -71,14 +72,6 @@ class TrainResult:
 
 def default_out(cfg: TrainConfig) -> str:
     return str(Path("runs") / f"{cfg.model}-{time.strftime('%Y%m%d-%H%M%S')}")
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise UserError("--device cuda: no CUDA GPU is visible to PyTorch; use --device cpu or auto")
-    return torch.device(name)
 
 
 def amp_dtype(amp: str, device: torch.device) -> torch.dtype | None:
