@@ -1,6 +1,6 @@
 """Image decoding: every image becomes an (H, W, 3) uint8 RGB array.
 
-Part of the base layer (docs/ARCHITECTURE.md, Layers): the dataset code, the calibration
+Part of the base layer (docs/ARCHITECTURE.md, "Layers"): the dataset code, the calibration
 reader and the embeddable runtime all decode files through this one module, so it imports
 nothing but numpy, OpenCV and corese_edge.errors.
 """

@@ -1,6 +1,6 @@
 """Facts about the host that need no CUDA binding: CPU and its SIMD features, library versions, Jetson.
 
-Part of the base layer (docs/ARCHITECTURE.md, Layers): the export records the CPU it timed
+Part of the base layer (docs/ARCHITECTURE.md, "Layers"): the export records the CPU it timed
 cpu-best candidates on, ``env`` and the benchmarks describe the machine, and none of them should
 pull in a subpackage to do it.  Library versions come from installed package metadata, so nothing
 here imports torch, TensorRT or a CUDA binding.  The GPU list needs the CUDA layer, which lives in

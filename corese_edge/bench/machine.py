@@ -3,7 +3,7 @@
 The host half (CPU, SIMD features, library versions, Jetson) is :mod:`corese_edge.machine`, which
 needs no CUDA binding.  The GPU list asks the CUDA layer (cuda-python or pycuda, in
 :mod:`corese_edge.runtime.cuda`) first, else ``nvidia-smi``; it lives here because the base layer
-imports no subpackage (docs/ARCHITECTURE.md, Layers) and bench may import the runtime.  No GPU,
+imports no subpackage (docs/ARCHITECTURE.md, "Layers") and bench may import the runtime.  No GPU,
 no binding, no driver: each is a fact to record, never an error.
 """
 from __future__ import annotations

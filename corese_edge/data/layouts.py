@@ -1,6 +1,6 @@
 """Dataset layouts: find the images and labels of a facial-expression dataset on disk.
 
-Five layouts are understood (see DESIGN.md, "Dataset layouts"):
+Five layouts are understood (docs/ARCHITECTURE.md, "Dataset layouts"):
 
 ``rafdb-basic``
     The RAF-DB basic release: ``basic/EmoLabel/list_patition_label.txt`` and

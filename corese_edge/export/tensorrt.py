@@ -1,7 +1,7 @@
 """Stage 5: ONNX -> TensorRT plan + sidecar ``<plan>.json``, built on the device that runs it.
 
-Precision lives in the ONNX graph (DESIGN decision 1), so one builder serves three TensorRT lines;
-only how the network is created and which flags are set differ:
+Precision lives in the ONNX graph (docs/ARCHITECTURE.md, "Precision lives in the graph"), so one
+builder serves three TensorRT lines; only how the network is created and which flags are set differ:
 
 =====  ===============================  =================================================================
 line   network creation                 precision

@@ -2,7 +2,7 @@
 
 Its own module so that the trainer and ``evaluate`` both import it one way: the trainer already
 imports ``evaluate.predict_logits``, so a device helper in either of them made the two import
-each other (docs/ARCHITECTURE.md, Layers).
+each other (docs/ARCHITECTURE.md, "Layers").
 """
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The package layers hold (docs/ARCHITECTURE.md, Layers), read from the source with ``ast``.
+"""The package layers hold (docs/ARCHITECTURE.md, "Layers"), read from the source with ``ast``.
 
 Every ``import`` counts, at module level or inside a function: a lazy import still decides what a
 call pulls in, and a lazy cycle is still a cycle a reader has to untangle.  The static checks are
@@ -282,7 +282,7 @@ def test_export_never_imports_bench(edges):
 
 
 def test_every_layer_imports_only_what_it_may(edges):
-    """The whole table of docs/ARCHITECTURE.md, Layers; an application module may import anything,
+    """The whole table of docs/ARCHITECTURE.md, "Layers"; an application module may import anything,
     and no library layer imports an application module."""
     bad = []
     for (a, b), es in sorted(layer_graph(edges).items()):
@@ -324,6 +324,26 @@ print("LOADED", bad)
                          cwd=PACKAGE_ROOT.parent)
     assert out.returncode == 0, out.stderr
     assert "LOADED []" in out.stdout, out.stdout
+
+
+def test_every_architecture_citation_names_a_section():
+    """Comments cite docs/ARCHITECTURE.md by section name; each name must be a heading there, and
+    nothing cites the numbered decisions of a document the repository does not hold."""
+    import re
+
+    doc = PACKAGE_ROOT.parent / "docs" / "ARCHITECTURE.md"
+    headings = set(re.findall(r"^#{2,3} (.+?)\s*$", doc.read_text(encoding="utf-8"), flags=re.M))
+    cited, stale = [], []
+    for root in (PACKAGE_ROOT, PACKAGE_ROOT.parent / "tests"):
+        for path in sorted(root.rglob("*.py")):
+            text = path.read_text(encoding="utf-8")
+            rel = path.relative_to(PACKAGE_ROOT.parent)
+            cited += [(rel, name) for name in re.findall(r'ARCHITECTURE\.md, "([^"]+)"', text)]
+            stale += [str(rel) for _ in re.findall(r"DESIGN decision \d", text)]
+    assert cited, "no module cites docs/ARCHITECTURE.md"
+    missing = sorted({f"{rel}: {name!r}" for rel, name in cited if name not in headings})
+    assert not missing, "citations of sections docs/ARCHITECTURE.md does not have:\n" + "\n".join(missing)
+    assert not stale, "'DESIGN decision N' citations left in: " + ", ".join(stale)
 
 
 if __name__ == "__main__":
