@@ -16,6 +16,9 @@ Examples:
   corese-edge predict face.jpg --model export/model.onnx
   corese-edge predict photos/ --model export/model.int8.plan --faces --json > preds.json
   corese-edge predict clip.mp4 --model export/model.fp16.plan --faces --every 5
+  corese-edge predict clip.mp4 --model model.int8.onnx --faces --save out.mp4 --timeline t.png
+  corese-edge predict 0 --model model.int8.xml --faces --show                 # webcam 0, a window
+  corese-edge predict rtsp://cam.local/stream --model model.int8.plan --faces --save cam.mp4
   corese-edge predict photo.jpg --model model.onnx --faces --face-model yunet.onnx --no-align
   corese-edge predict a.jpg b.png --model runs/rafdb/checkpoints/swa_final.pt
 """)
@@ -31,38 +34,58 @@ Examples:
 @click.option("--batch-size", type=int, help="Images per inference call (capped at the engine's maximum batch).")
 @click.option("--every", type=int, default=1, show_default=True, help="Video: classify every N-th frame.")
 @click.option("--smoothing", type=float, default=0.6, show_default=True, help="Video: EMA momentum of the probabilities (0 = none).")
-def predict_command(inputs, model, faces, align, face_model, as_json, providers, threads, cuda_backend, batch_size, every, smoothing) -> None:
-    """Classify the facial expression in images, folders of images or a video file.
+@click.option("--save", type=click.Path(dir_okay=False), help="Video: write the frames annotated (boxes, labels, probabilities) to this .mp4/.avi, at the source's size and fps.")
+@click.option("--show", is_flag=True, help="Video: show the annotated frames in a window (q or Esc stops).")
+@click.option("--timeline", type=click.Path(dir_okay=False), help="Video: plot each face track's probabilities over time to this .png, numbers beside it as .json.")
+@click.option("--landmarks", is_flag=True, help="--save/--show: also draw the 5 face landmarks.")
+@click.option("--reconnects", type=click.IntRange(min=0), default=3, show_default=True, help="Stream: reopen a dropped stream this many times before giving up.")
+def predict_command(inputs, model, faces, align, face_model, as_json, providers, threads, cuda_backend, batch_size, every,
+                    smoothing, save, show, timeline, landmarks, reconnects) -> None:
+    """Classify the facial expression in images, folders of images, a video file, a camera
+    (an index such as 0) or a network stream (rtsp://, http://, https://).
 
     With --faces, each face found gets its own row (largest first), with its box and 5 landmarks
     in the image's pixels; images with no face get none and are counted on stderr (JSON: "no_face").
+    Videos can also be saved annotated (--save), shown (--show) and summed up as a timeline
+    (--timeline); a progress bar on stderr shows frames per second.
     """
     from corese_edge.runtime.classifier import ExpressionClassifier
-    from corese_edge.runtime.inputs import collect_inputs, predict_inputs
+    from corese_edge.runtime.inputs import VideoOutputs, collect_inputs, predict_inputs
 
     items = collect_inputs(inputs)
     if not faces and (face_model or not align):
         raise UserError("--face-model and --no-align apply to face detection: add --faces")
+    if landmarks and not (save or show):
+        raise UserError("--landmarks draws on the annotated frames: add --save or --show")
+    outputs = VideoOutputs(save=save, show=show, timeline=timeline, landmarks=landmarks, reconnects=reconnects)
+    if save or show or timeline:
+        outputs.check(items)
     no_face: list[dict] = []
     with ExpressionClassifier.from_artifact(
         model, faces=faces, align=align, face_model=face_model, batch_size=batch_size, providers=providers,
         threads=threads, cuda_backend=cuda_backend,
     ) as clf:
-        rows = list(predict_inputs(clf, items, every=every, momentum=smoothing, no_face=no_face))
-        if as_json:
-            doc = {
-                "schema": "corese-edge/predictions/1",
-                "model": str(model),
-                "class_names": list(clf.class_names),
-                "faces": faces,
-                "align": align if faces else None,
-                "face_template": clf.preprocessing.face_template.to_dict() if faces else None,
-                "predictions": rows,
-                "no_face": no_face,
-            }
-            click.echo(json.dumps(doc, indent=2))
-            _report_no_face(no_face, items)
-            return
+        rows = list(predict_inputs(clf, items, every=every, momentum=smoothing, no_face=no_face, outputs=outputs))
+    for line in outputs.ended:
+        click.echo(line, err=True)
+    for path in (save, timeline):
+        if path:
+            click.echo(f"wrote {path}" + (f" and {Path(path).with_suffix('.json')}" if path == timeline else ""),
+                       err=True)
+    if as_json:
+        doc = {
+            "schema": "corese-edge/predictions/1",
+            "model": str(model),
+            "class_names": list(clf.class_names),
+            "faces": faces,
+            "align": align if faces else None,
+            "face_template": clf.preprocessing.face_template.to_dict() if faces else None,
+            "predictions": rows,
+            "no_face": no_face,
+        }
+        click.echo(json.dumps(doc, indent=2))
+        _report_no_face(no_face, items)
+        return
     if not rows:
         _report_no_face(no_face, items)
         return
