@@ -120,9 +120,32 @@ def test_onnx_runtime_fuses_every_weighted_op_and_the_gelu(quantized):
         assert ops["QLinearConv"] == 2, ops
 
 
+#: ONNX Runtime's docs (quantization, "When and why do I need to try U8U8?"): on x86-64 with AVX2 or
+#: AVX-512 but no VNNI, its U8S8 kernels use VPMADDUBSW, whose int16 pair sums can saturate.  On such
+#: a CPU (an AVX2-only AMD EPYC in CI) this test's fused graph drifted 6.7 % where VNNI hosts stay
+#: under 5 %; the unfused Q/DQ arithmetic has no integer kernel and holds 5 % everywhere.
+SATURATING_BOUND = 0.15
+
+
+def _int8_kernels_saturate() -> bool:
+    from corese_edge.machine import cpu_isa
+
+    isa = cpu_isa()
+    return not (isa.get("avx512_vnni") or isa.get("avx_vnni") or isa.get("amx_tile"))
+
+
 def test_quantized_graph_tracks_fp32(quantized):
+    """The quantization itself (scales, zero points, which ops) is judged by the unfused Q/DQ
+    arithmetic on every CPU; ORT's fused integer kernels are held to the same 5 % where they do not
+    saturate, and to a documented looser bound where they do."""
+    from corese_edge.runtime.ort import OrtRunner
+
     _, fp32, int8, _, shape = quantized
     x = np.random.default_rng(7).uniform(-2, 2, shape).astype(np.float32)
     ref = ort.InferenceSession(str(fp32), providers=["CPUExecutionProvider"]).run(None, {"input": x})[0]
+    with OrtRunner(int8, providers=["cpu"], reference_arithmetic=True) as r:
+        unfused = next(iter(r.infer({"input": x}).values()))
+    assert np.abs(unfused - ref).mean() < 0.05 * np.abs(ref).mean()
     got = ort.InferenceSession(str(int8), providers=["CPUExecutionProvider"]).run(None, {"input": x})[0]
-    assert np.abs(got - ref).mean() < 0.05 * np.abs(ref).mean()
+    bound = SATURATING_BOUND if _int8_kernels_saturate() else 0.05
+    assert np.abs(got - ref).mean() < bound * np.abs(ref).mean()
