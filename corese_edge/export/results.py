@@ -146,9 +146,12 @@ class EngineResult:
 
     @property
     def trt_version(self) -> str | None:
-        """The TensorRT version the first engine was built with (export.json's ``versions``)."""
+        """The TensorRT version the first engine was built with (export.json's ``versions``), as its
+        sidecar records it."""
+        from corese_edge.runtime.trt import PlanSidecar
+
         for build in self.builds.values():
-            return build.info["trt_version"]
+            return PlanSidecar.read(build.sidecar).trt_version
         return None
 
 

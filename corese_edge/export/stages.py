@@ -498,6 +498,7 @@ def _engine_drift(report, built, precision: str, cfg: ExportConfig, data: Export
     """Add the engine's drift entry to ``report`` (its profile [min, max] batch respected); a note
     when the TensorRT runner cannot run here."""
     from corese_edge.export.comparator import Comparator, open_drift_runner
+    from corese_edge.runtime.trt import PlanSidecar
 
     name = f"trt-{precision}"
     try:
@@ -509,8 +510,9 @@ def _engine_drift(report, built, precision: str, cfg: ExportConfig, data: Export
                                  batch_limits={name: (cfg.min_batch, cfg.max_batch)}, desc=f"validating {name}")
     finally:
         runner.close()
+    side = PlanSidecar.read(built.sidecar)  # the one sidecar schema, as the runner reads it
     report.add(name, results.logits[name], file=built.plan.name, backend="tensorrt", precision=precision,
-               trt_version=built.info["trt_version"], gpu_name=built.info["gpu_name"])
+               trt_version=side.trt_version, gpu_name=side.gpu_name)
     return None
 
 

@@ -16,12 +16,14 @@ plan that ``trtexec`` loads; everything else (class names, preprocessing, precis
 version, GPU, profile shapes, I/O, the ONNX sha256, the plan's size and sha256, the ONNX's
 precision census) goes into the sidecar JSON.
 
-Plan and sidecar are committed together or not at all: both are written to temporary files beside
-their targets, the plan is moved into place first and the sidecar last (the sidecar is the commit
-record).  If moving the sidecar fails the new plan is removed again.  A crash between the two moves
-leaves a plan whose bytes do not match the sidecar beside it (or no sidecar), which the runner's
-size/sha256 check (:func:`corese_edge.runtime.trt.check_plan_file`) refuses.  A failed build
-leaves any earlier plan and sidecar untouched.
+The sidecar is a :class:`corese_edge.runtime.trt.PlanSidecar`, the one schema the runner reads
+(docs/ARCHITECTURE.md, "Plan sidecar").  Plan and sidecar are committed together or not at all
+(:func:`corese_edge.runtime.trt.commit_plan`, one commit of :mod:`corese_edge.atomic`): both are
+written to temporary files beside their targets, the plan is moved into place first and the sidecar
+last (the sidecar is the commit record).  If moving the sidecar fails the new plan is removed again.
+A crash between the two moves leaves a plan whose bytes do not match the sidecar beside it (or no
+sidecar), which the runner's size/sha256 check (:func:`corese_edge.runtime.trt.check_plan_file`)
+refuses.  A failed build leaves any earlier plan and sidecar untouched.
 
 ``tensorrt`` is imported lazily; a missing one breaks only this stage.  The builder is written
 against NVIDIA's documented Python API (cited at each version branch) and checked by contract tests
@@ -30,26 +32,27 @@ corese-edge is developed.
 """
 from __future__ import annotations
 
-import contextlib
 import datetime as _dt
 import hashlib
 import json
 import logging
 import os
-import re
 import shlex
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from corese_edge.atomic import write_bytes
+from corese_edge.atomic import file_sha256, write_bytes
 from corese_edge.errors import UserError
+# the sidecar schema, its path and its writer, the GPU description and the hardware-compatibility
+# rule belong to the runtime, which reads what is written here
+from corese_edge.runtime.cuda import GpuInfo, hardware_compat_refusal
+from corese_edge.runtime.trt import PLAN_SCHEMA, PlanSidecar, commit_plan, sidecar_path
+from corese_edge.versions import parse_version
 
 log = logging.getLogger(__name__)
 
-PLAN_SCHEMA = "corese-edge/plan/1"
 MIN_VERSION = (8, 6)
 
 
@@ -91,16 +94,12 @@ class TensorRTLine:
         return self.name != "8.6"
 
 
-def parse_version(version: str) -> tuple[int, int]:
-    m = re.match(r"^\s*(\d+)\.(\d+)", str(version))
-    if not m:
-        raise EngineUnavailable(f"cannot read the TensorRT version {version!r}")
-    return int(m.group(1)), int(m.group(2))
-
-
 def tensorrt_line(version: str) -> TensorRTLine:
     """The build recipe for a TensorRT version; older than 8.6 (or the 9.x previews) is refused."""
-    major, minor = parse_version(version)
+    parts = parse_version(version)
+    if len(parts) < 2:
+        raise EngineUnavailable(f"cannot read the TensorRT version {version!r}")
+    major, minor = parts[:2]
     if (major, minor) < MIN_VERSION:
         raise EngineUnavailable(
             f"TensorRT {version} is too old: corese-edge builds on TensorRT 8.6 (JetPack 6.0), 10.x "
@@ -136,13 +135,6 @@ def tensorrt_line(version: str) -> TensorRTLine:
 
 
 # --------------------------------------------------------------------------- environment
-
-
-@dataclass(frozen=True)
-class GpuInfo:
-    name: str
-    compute_capability: str  # "8.7"
-    integrated: bool = False  # cudaDeviceProp.integrated: a Jetson (Tegra) GPU sharing memory with the CPU
 
 
 def gpu_info() -> GpuInfo | None:
@@ -367,57 +359,46 @@ def build_engine(
 
         return {"name": t.name, "mode": mode, "dtype": np.dtype(trt.nptype(t.dtype)).name, "shape": _dims(t.shape)}
 
-    info = {
-        "schema": PLAN_SCHEMA,
-        "plan": plan_path.name,
-        "plan_size": len(plan_bytes),
-        "plan_sha256": hashlib.sha256(plan_bytes).hexdigest(),
-        "precision": precision,
-        "trt_version": line.version,
-        "tensorrt_line": line.name,
-        "strongly_typed": line.strongly_typed,
-        "gpu_name": gpu.name if gpu else None,
-        "compute_capability": gpu.compute_capability if gpu else None,
-        "gpu_integrated": gpu.integrated if gpu else None,
-        "profile": {inp.name: shapes},
-        "inputs": [io(t, "input") for t in inputs],
-        "outputs": [io(t, "output") for t in outputs],
-        "class_names": list(meta.class_names),
-        "preprocessing": meta.preprocessing.to_dict(),
-        "model": meta.model,
-        "checkpoint_sha256": meta.checkpoint_sha256,
-        "onnx": onnx_path.name,
-        "onnx_sha256": _sha256_file(onnx_path),
-        "version_compatible": version_compatible,
-        "hardware_compat": hardware_compat,
-        "build": {
+    written = PlanSidecar(
+        plan=plan_path.name,
+        plan_size=len(plan_bytes),
+        plan_sha256=hashlib.sha256(plan_bytes).hexdigest(),
+        precision=precision,
+        trt_version=line.version,
+        tensorrt_line=line.name,
+        strongly_typed=line.strongly_typed,
+        gpu_name=gpu.name if gpu else None,
+        compute_capability=gpu.compute_capability if gpu else None,
+        gpu_integrated=gpu.integrated if gpu else None,
+        profile={inp.name: shapes},
+        inputs=tuple(io(t, "input") for t in inputs),
+        outputs=tuple(io(t, "output") for t in outputs),
+        class_names=tuple(meta.class_names),
+        preprocessing=meta.preprocessing,
+        model=meta.model,
+        checkpoint_sha256=meta.checkpoint_sha256,
+        onnx=onnx_path.name,
+        onnx_sha256=file_sha256(onnx_path),
+        version_compatible=version_compatible,
+        hardware_compat=hardware_compat,
+        build={
             "network_flags": [line.network_flag] if line.network_flag else [],
             "builder_flags": builder_flags,
             "workspace_gb": workspace_gb,
             "timing_cache": os.fspath(cache_path) if cache_path else None,
             "timing_cache_note": cache_note,
         },
-        "census": onnx_census(onnx_path),
-        "corese_edge_version": __version__,
-        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-    }
-    commit_plan(plan_path, plan_bytes, info)
+        census=onnx_census(onnx_path),
+        corese_edge_version=__version__,
+        created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+    )
+    written.write(plan_path, plan_bytes)
     if cache_path is not None and cache_bytes is not None:
         try:
             write_bytes(cache_path, cache_bytes)
         except OSError as exc:  # the engine is built and committed; a cache is only a speed-up
             log.warning("could not update the timing cache %s (%s); the engine %s is fine", cache_path, exc, plan_path)
-    return EngineBuild(plan_path, sidecar, info)
-
-
-def _sha256_file(path: Path) -> str:
-    # hashlib here rather than corese_edge.model's helper: that module imports torch, which a
-    # Jetson that only builds and runs engines need not have
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+    return EngineBuild(plan_path, sidecar, written.to_dict())
 
 
 def _load_onnx(onnx_path: Path):
@@ -438,33 +419,21 @@ def _load_onnx(onnx_path: Path):
 def check_hardware_compat(level: str, gpu: GpuInfo) -> None:
     """Refuse ``--hardware-compat`` where NVIDIA does not support it: integrated GPUs and pre-Ampere.
 
-    The TensorRT developer guide ("Hardware Compatibility", 8.6 onwards) says hardware
-    compatibility is supported only for Ampere and later architectures and not on JetPack or DRIVE
-    OS; ``kAMPERE_PLUS`` "is only supported for engines built on NVIDIA Ampere and later GPUs"
-    (include/NvInfer.h, tag v10.16).  Jetsons are recognised as the runner recognises them
-    (:func:`corese_edge.runtime.cuda.is_integrated`: ``cudaDeviceProp.integrated``, or a Tegra-only
-    compute capability), so the builder never makes a plan the runner would refuse on its device.
+    The rule is the runner's (:func:`corese_edge.runtime.cuda.hardware_compat_refusal`, which
+    cites NVIDIA), so the builder never makes a plan the runner would refuse on its device.
     """
-    from corese_edge.runtime.cuda import is_integrated
-
-    if is_integrated(gpu):
+    refusal = hardware_compat_refusal(gpu)
+    if refusal == "integrated":
         raise UserError(
             f"--hardware-compat {level} is not supported on {gpu.name}, an integrated (Jetson) GPU: NVIDIA "
             "supports hardware-compatible engines only on discrete Ampere-or-newer GPUs, not on JetPack; "
             "build without --hardware-compat on each Jetson"
         )
-    if _cc_tuple(gpu.compute_capability) < (8, 0):
+    if refusal is not None:
         raise UserError(
             f"--hardware-compat {level} needs an Ampere or newer GPU to build on; {gpu.name} has compute "
             f"capability {gpu.compute_capability}: build without --hardware-compat"
         )
-
-
-def _cc_tuple(cc: str) -> tuple[int, ...]:
-    try:
-        return tuple(int(p) for p in str(cc).split("."))
-    except ValueError:
-        return (0,)
 
 
 def _attach_timing_cache(config, cache_path: Path) -> str | None:
@@ -518,77 +487,6 @@ def onnx_census(onnx_path: Path) -> dict[str, Any] | None:
     except Exception as exc:  # noqa: BLE001 - any census failure is only a warning
         log.warning("no precision census in the sidecar of %s: %s: %s", onnx_path.name, type(exc).__name__, exc)
         return None
-
-
-def commit_plan(plan_path: str | os.PathLike, plan_bytes: bytes, info: dict[str, Any]) -> None:
-    """Write ``plan_bytes`` to ``plan_path`` and ``info`` to its sidecar: both or neither.
-
-    Both go to fsynced temporary files in the target folder first.  The plan is moved into place,
-    then the sidecar (the commit record); if moving the sidecar fails, the new plan is removed
-    again.  ``info`` must carry ``plan_size`` and ``plan_sha256`` of ``plan_bytes``: a crash
-    between the two moves leaves a plan that disagrees with the sidecar beside it (or has none),
-    and the runner refuses such a pair.
-    """
-    plan_path = Path(plan_path)
-    sidecar = sidecar_path(plan_path)
-    if (info.get("schema") is None or info.get("plan_size") != len(plan_bytes)
-            or info.get("plan_sha256") != hashlib.sha256(plan_bytes).hexdigest()):
-        raise ValueError("the sidecar must carry a schema and the plan's size and sha256")
-    plan_path.parent.mkdir(parents=True, exist_ok=True)
-    text = (json.dumps(info, indent=2) + "\n").encode("utf-8")
-    temps: list[Path] = []
-    try:
-        plan_tmp = _temp_beside(plan_path, plan_bytes, temps)
-        sidecar_tmp = _temp_beside(sidecar, text, temps)
-        os.replace(plan_tmp, plan_path)
-        temps.remove(plan_tmp)
-        try:
-            os.replace(sidecar_tmp, sidecar)
-        except BaseException:
-            # never leave a new plan beside a sidecar that does not describe it (should even this
-            # fail, the runner still refuses the pair: the sidecar's sha256 is not the plan's)
-            with contextlib.suppress(OSError):
-                plan_path.unlink(missing_ok=True)
-            raise
-        temps.remove(sidecar_tmp)
-        _fsync_dir(plan_path.parent)
-    finally:
-        for tmp in temps:
-            tmp.unlink(missing_ok=True)
-
-
-def _temp_beside(target: Path, data: bytes, temps: list[Path]) -> Path:
-    fd, name = tempfile.mkstemp(prefix=f".{target.name}.tmp-", dir=target.parent)
-    tmp = Path(name)
-    temps.append(tmp)
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    mask = os.umask(0)
-    os.umask(mask)
-    os.chmod(tmp, 0o666 & ~mask)  # mkstemp makes 0600; artifacts get the usual mode
-    return tmp
-
-
-def _fsync_dir(folder: Path) -> None:
-    """Make the two renames durable (power loss on a Jetson's SD card); best effort off POSIX."""
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def sidecar_path(plan_path: str | os.PathLike) -> Path:
-    """``model.int8.plan`` -> ``model.int8.plan.json``."""
-    p = Path(plan_path)
-    return p.with_name(p.name + ".json")
 
 
 @dataclass(frozen=True)

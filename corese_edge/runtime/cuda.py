@@ -42,6 +42,7 @@ from typing import Any, Iterator
 import numpy as np
 
 from corese_edge.errors import MissingExtra, UserError
+from corese_edge.versions import parse_version
 
 log = logging.getLogger(__name__)
 
@@ -79,12 +80,18 @@ TEGRA_COMPUTE_CAPABILITIES = frozenset({"5.3", "6.2", "7.2", "8.7", "10.1", "11.
 
 @dataclass(frozen=True)
 class GpuInfo:
-    index: int
+    """One CUDA GPU, as the runner and the engine builder see it.
+
+    The CUDA layers fill every field; the builder's fallback through torch (no cuda-python, no
+    pycuda) knows only the name, the compute capability and whether the GPU is integrated.
+    """
+
     name: str
     compute_capability: str  # "8.7"
-    total_memory_mb: int
-    driver_version: str  # "12.6" (CUDA driver API version) or the pycuda equivalent
     integrated: bool = False  # cudaDeviceProp.integrated: a Tegra (Jetson) GPU sharing host memory
+    index: int = 0
+    total_memory_mb: int = 0
+    driver_version: str = ""  # "12.6" (CUDA driver API version) or the pycuda equivalent
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -101,6 +108,27 @@ def is_integrated(gpu: GpuInfo) -> bool:
     """True for an integrated (Jetson / Tegra) GPU: its ``integrated`` property, or a Tegra-only
     compute capability.  NVIDIA does not support hardware-compatible plans on these."""
     return bool(gpu.integrated) or gpu.compute_capability in TEGRA_COMPUTE_CAPABILITIES
+
+
+#: the oldest architecture a hardware-compatible (``AMPERE_PLUS``) plan is built or run on
+AMPERE = (8, 0)
+
+
+def hardware_compat_refusal(gpu: GpuInfo) -> str | None:
+    """Why ``gpu`` may not build or run an Ampere-plus hardware-compatible plan, or None when it may.
+
+    The one rule for the builder and the runner (docs/ARCHITECTURE.md, "Plan sidecar"): the
+    TensorRT developer guide ("Hardware Compatibility", 8.6 onwards) supports hardware
+    compatibility only on Ampere and later *discrete* GPUs, not on JetPack or DRIVE OS; ``kAMPERE_PLUS``
+    "is only supported for engines built on NVIDIA Ampere and later GPUs" (include/NvInfer.h, tag
+    v10.16).  Returns ``"integrated"`` for a Jetson (:func:`is_integrated`: Orin's 8.7 is above 8.0
+    but integrated) and ``"pre-ampere"`` below compute capability 8.0.
+    """
+    if is_integrated(gpu):
+        return "integrated"
+    if parse_version(gpu.compute_capability) < AMPERE:
+        return "pre-ampere"
+    return None
 
 
 def _cuda_version_str(v: int) -> str:

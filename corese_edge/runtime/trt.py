@@ -61,19 +61,23 @@ import hashlib
 import importlib
 import json
 import logging
+import os
+import re
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Mapping
 
 import numpy as np
 
+from corese_edge.atomic import json_text, write_files
 from corese_edge.errors import MissingExtra, UserError
 from corese_edge.metadata import ArtifactMetadata
 from corese_edge.preprocessing import Preprocessing
 from corese_edge.runtime.base import Runner, TensorSpec
-from corese_edge.runtime.cuda import CudaApi, GraphCaptureError, cuda_api, is_integrated
+from corese_edge.runtime.cuda import CudaApi, GpuInfo, GraphCaptureError, cuda_api, hardware_compat_refusal, is_integrated
+from corese_edge.versions import parse_version
 
 log = logging.getLogger(__name__)
 
@@ -82,44 +86,60 @@ TRT_MODULES = ("tensorrt", "tensorrt_lean", "tensorrt_lean_bindings")
 LEAN_MODULES = ("tensorrt_lean", "tensorrt_lean_bindings")
 
 
-def sidecar_path(plan: str | Path) -> Path:
+def sidecar_path(plan: str | os.PathLike) -> Path:
     """``model.fp16.plan`` -> ``model.fp16.plan.json``."""
     plan = Path(plan)
     return plan.with_name(plan.name + ".json")
 
 
-def _version_tuple(v: str) -> tuple[int, ...]:
-    out = []
-    for part in str(v).split("."):
-        digits = "".join(ch for ch in part if ch.isdigit())
-        if not digits:
-            break
-        out.append(int(digits))
-    return tuple(out)
+#: The sidecar's schema and its version.  A sidecar of a newer version is refused (it may carry
+#: facts this runner would ignore); every older one is read.
+PLAN_SCHEMA_VERSION = 1
+PLAN_SCHEMA = f"corese-edge/plan/{PLAN_SCHEMA_VERSION}"
+_SCHEMA_VERSION = re.compile(r"corese-edge/plan/(\d+)$")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class PlanSidecar:
-    """What ``corese-edge build-engine`` records beside a plan (keys read leniently)."""
+    """The plan sidecar ``<plan>.json``: the one schema (docs/ARCHITECTURE.md, "Plan sidecar").
 
-    path: Path
-    trt_version: str
-    gpu_name: str
-    compute_capability: str
-    precision: str
-    class_names: tuple[str, ...]
-    preprocessing: Preprocessing
+    ``corese-edge build-engine`` constructs one and :meth:`write` commits it with its plan;
+    :meth:`read` gives it back to the runner.  The fields are the keys, in the order they are
+    written.  ``trt_version``, ``gpu_name``, ``compute_capability``, ``class_names`` and
+    ``preprocessing`` are required to read a sidecar; the rest have defaults.  ``path`` is where
+    it was read from (not written).
+    """
+
+    schema: str = PLAN_SCHEMA
+    plan: str = ""  # the plan's file name
     plan_size: int | None = None
     plan_sha256: str | None = None
-    version_compatible: bool = False
-    hardware_compatibility: str = "none"
-    onnx_sha256: str = ""
+    precision: str = "fp32"
+    trt_version: str
+    tensorrt_line: str = ""  # "8.6" | "10.x" | "11.x"
+    strongly_typed: bool | None = None
+    gpu_name: str | None
+    compute_capability: str | None
+    gpu_integrated: bool | None = None
+    profile: dict[str, Any] = field(default_factory=dict)  # {input: {"min": shape, "opt": shape, "max": shape}}
+    inputs: tuple[dict[str, Any], ...] = ()  # {"name", "mode", "dtype", "shape"}
+    outputs: tuple[dict[str, Any], ...] = ()
+    class_names: tuple[str, ...]
+    preprocessing: Preprocessing
     model: str = "unknown"
-    profile: dict[str, Any] = field(default_factory=dict)
-    raw: dict[str, Any] = field(default_factory=dict)
+    checkpoint_sha256: str = ""
+    onnx: str = ""
+    onnx_sha256: str = ""
+    version_compatible: bool = False
+    hardware_compat: str = "none"  # "none" | "ampere+"
+    build: dict[str, Any] = field(default_factory=dict)  # network / builder flags, workspace, timing cache
+    census: dict[str, Any] | None = None  # the ONNX's precision census
+    corese_edge_version: str = ""
+    created: str = ""
+    path: Path | None = field(default=None, compare=False)
 
     @classmethod
-    def read(cls, path: str | Path) -> "PlanSidecar":
+    def read(cls, path: str | os.PathLike) -> "PlanSidecar":
         path = Path(path)
         if not path.is_file():
             raise UserError(
@@ -130,41 +150,94 @@ class PlanSidecar:
             raw = json.loads(path.read_text())
         except (OSError, ValueError) as exc:
             raise UserError(f"{path}: not a readable plan sidecar ({exc})") from None
+        return cls.from_dict(raw, path=path)
+
+    @classmethod
+    def from_dict(cls, raw: Any, path: Path | None = None) -> "PlanSidecar":
+        where = path if path is not None else "plan sidecar"
         if not isinstance(raw, dict) or not str(raw.get("schema", "")).startswith("corese-edge/"):
-            raise UserError(f"{path}: not a corese-edge plan sidecar (no corese-edge schema)")
+            raise UserError(f"{where}: not a corese-edge plan sidecar (no corese-edge schema)")
+        version = _SCHEMA_VERSION.match(str(raw["schema"]))
+        if version and int(version.group(1)) > PLAN_SCHEMA_VERSION:
+            raise UserError(f"{where}: schema {raw['schema']} was written by a newer corese-edge (this one reads "
+                            f"up to {PLAN_SCHEMA}): upgrade corese-edge, or rebuild the engine with this one")
         try:
-            plan = raw.get("plan") if isinstance(raw.get("plan"), dict) else {}
-            size = raw.get("plan_size", raw.get("plan_bytes", raw.get("plan_size_bytes", plan.get("size"))))
-            sha = raw.get("plan_sha256", plan.get("sha256"))
-            hw = raw.get("hardware_compatibility", raw.get("hardware_compatibility_level", raw.get("hardware_compat", "none")))
+            size, sha = raw.get("plan_size"), raw.get("plan_sha256")
             return cls(
-                path=path,
-                trt_version=str(raw["trt_version"]),
-                gpu_name=str(raw["gpu_name"]),
-                compute_capability=str(raw["compute_capability"]),
-                precision=str(raw.get("precision", "fp32")),
-                class_names=tuple(raw["class_names"]),
-                preprocessing=Preprocessing.from_dict(raw["preprocessing"]),
+                schema=str(raw["schema"]),
+                plan=str(raw.get("plan") or ""),
                 plan_size=int(size) if size is not None else None,
                 plan_sha256=str(sha) if sha else None,
-                version_compatible=bool(raw.get("version_compatible", False)),
-                hardware_compatibility=str(hw or "none").lower(),
-                onnx_sha256=str(raw.get("onnx_sha256", "")),
-                model=str(raw.get("model", "unknown")),
+                precision=str(raw.get("precision", "fp32")),
+                trt_version=str(raw["trt_version"]),
+                tensorrt_line=str(raw.get("tensorrt_line") or ""),
+                strongly_typed=raw.get("strongly_typed"),
+                gpu_name=str(raw["gpu_name"]),
+                compute_capability=str(raw["compute_capability"]),
+                gpu_integrated=raw.get("gpu_integrated"),
                 profile=dict(raw.get("profile") or {}),
-                raw=raw,
+                inputs=tuple(raw.get("inputs") or ()),
+                outputs=tuple(raw.get("outputs") or ()),
+                class_names=tuple(raw["class_names"]),
+                preprocessing=Preprocessing.from_dict(raw["preprocessing"]),
+                model=str(raw.get("model", "unknown")),
+                checkpoint_sha256=str(raw.get("checkpoint_sha256") or ""),
+                onnx=str(raw.get("onnx") or ""),
+                onnx_sha256=str(raw.get("onnx_sha256", "")),
+                version_compatible=bool(raw.get("version_compatible", False)),
+                hardware_compat=str(raw.get("hardware_compat") or "none").lower(),
+                build=dict(raw.get("build") or {}),
+                census=raw.get("census"),
+                corese_edge_version=str(raw.get("corese_edge_version") or ""),
+                created=str(raw.get("created") or ""),
+                path=path,
             )
         except (KeyError, TypeError, ValueError) as exc:
-            raise UserError(f"{path}: incomplete plan sidecar (missing or bad {exc})") from None
+            raise UserError(f"{where}: incomplete plan sidecar (missing or bad {exc})") from None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The sidecar JSON: every field but ``path``, in field order."""
+        out: dict[str, Any] = {}
+        for f in fields(self):
+            if f.name == "path":
+                continue
+            value = getattr(self, f.name)
+            if f.name == "preprocessing":
+                value = value.to_dict()
+            elif isinstance(value, tuple):
+                value = list(value)
+            out[f.name] = value
+        return out
+
+    def write(self, plan_path: str | os.PathLike, plan_bytes: bytes) -> None:
+        """Commit ``plan_bytes`` to ``plan_path`` and this sidecar beside it (:func:`commit_plan`)."""
+        commit_plan(plan_path, plan_bytes, self)
 
     def metadata(self) -> ArtifactMetadata:
         return ArtifactMetadata(
             class_names=self.class_names,
             preprocessing=self.preprocessing,
             model=self.model,
-            checkpoint_sha256=str(self.raw.get("checkpoint_sha256", "")),
-            corese_edge_version=str(self.raw.get("corese_edge_version", "")),
+            checkpoint_sha256=self.checkpoint_sha256,
+            corese_edge_version=self.corese_edge_version,
         )
+
+
+def commit_plan(plan_path: str | os.PathLike, plan_bytes: bytes, sidecar: "PlanSidecar | Mapping[str, Any]") -> None:
+    """Write ``plan_bytes`` to ``plan_path`` and ``sidecar`` to :func:`sidecar_path`: both or neither.
+
+    One commit of :func:`corese_edge.atomic.write_files`: both go to fsynced temporary files in
+    the target folder first, the plan is moved into place, then the sidecar (the commit record);
+    if moving the sidecar fails, the new plan is removed again; then the folder is fsynced.  The
+    sidecar must carry a schema and ``plan_size`` / ``plan_sha256`` of ``plan_bytes``: a crash
+    between the two moves leaves a plan that disagrees with the sidecar beside it (or has none),
+    which :func:`check_plan_file` refuses.
+    """
+    info = sidecar.to_dict() if isinstance(sidecar, PlanSidecar) else dict(sidecar)
+    if (info.get("schema") is None or info.get("plan_size") != len(plan_bytes)
+            or info.get("plan_sha256") != hashlib.sha256(plan_bytes).hexdigest()):
+        raise ValueError("the sidecar must carry a schema and the plan's size and sha256")
+    write_files({Path(plan_path): plan_bytes, sidecar_path(plan_path): json_text(info).encode("utf-8")})
 
 
 def check_plan_file(plan: Path, sidecar: PlanSidecar) -> bytes:
@@ -198,27 +271,23 @@ def check_gpu(plan: Path, sidecar: PlanSidecar, gpu_name: str, compute_capabilit
               integrated: bool = False) -> None:
     """Refuse a plan built for another GPU architecture (see module doc, check 4).
 
-    ``integrated``: the GPU is a Jetson / integrated one (:func:`~corese_edge.runtime.cuda.is_integrated`).
+    ``integrated``: the GPU is a Jetson / integrated one (:func:`~corese_edge.runtime.cuda.is_integrated`;
+    a Tegra-only compute capability counts as integrated either way).
     """
-    built = _version_tuple(sidecar.compute_capability)
-    here = _version_tuple(compute_capability)
-    if sidecar.hardware_compatibility not in ("", "none"):
-        if integrated:
-            # TensorRT developer guide, "Hardware Compatibility": supported for Ampere and later
-            # discrete GPUs only; not on JetPack / integrated GPUs (Orin's 8.7 is >= 8.0 but
-            # integrated, so the compute-capability test below would wrongly accept it).
+    built = parse_version(sidecar.compute_capability)
+    here = parse_version(compute_capability)
+    if sidecar.hardware_compat not in ("", "none"):
+        # an Ampere-plus plan runs where one may be built: the one rule of runtime.cuda
+        refusal = hardware_compat_refusal(GpuInfo(gpu_name, compute_capability, integrated=integrated))
+        if refusal == "integrated":
             raise UserError(
-                f"{plan} is a hardware-compatible ({sidecar.hardware_compatibility}) plan, which NVIDIA supports "
+                f"{plan} is a hardware-compatible ({sidecar.hardware_compat}) plan, which NVIDIA supports "
                 f"only on discrete GPUs; this GPU, {gpu_name} ({compute_capability}), is integrated (Jetson): "
                 "rebuild the engine on this device without --hardware-compat"
             )
-        # AMPERE_PLUS plans run on any Ampere-or-newer GPU (TensorRT developer guide,
-        # "Hardware Compatibility"); SAME_COMPUTE_CAPABILITY ones need the same major.minor.
-        same_cc = "same" in sidecar.hardware_compatibility
-        ok = here == built if same_cc else here >= (8, 0)
-        if not ok:
+        if refusal is not None:
             raise UserError(
-                f"{plan} is a hardware-compatible ({sidecar.hardware_compatibility}) plan built on "
+                f"{plan} is a hardware-compatible ({sidecar.hardware_compat}) plan built on "
                 f"{sidecar.gpu_name} (compute capability {sidecar.compute_capability}); this GPU, {gpu_name} "
                 f"({compute_capability}), is outside that range: rebuild the engine here with corese-edge build-engine"
             )
@@ -239,7 +308,7 @@ def check_gpu(plan: Path, sidecar: PlanSidecar, gpu_name: str, compute_capabilit
 
 def check_trt_version(plan: Path, sidecar: PlanSidecar, installed: str, module_name: str) -> None:
     """Refuse a plan this TensorRT cannot load (see module doc, check 5)."""
-    built, have = _version_tuple(sidecar.trt_version), _version_tuple(installed)
+    built, have = parse_version(sidecar.trt_version), parse_version(installed)
     lean = module_name in LEAN_MODULES
     if not sidecar.version_compatible:
         if lean:

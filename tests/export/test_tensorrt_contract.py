@@ -282,6 +282,18 @@ def test_if_the_sidecar_cannot_be_written_no_plan_is_left(onnx_files, tmp_path, 
     assert list(tmp_path.iterdir()) == []  # no plan, no sidecar, no temporary files
 
 
+def test_the_export_reads_engine_facts_from_the_sidecar_as_written(onnx_files, tmp_path):
+    """export.json's TensorRT version comes from the sidecar through PlanSidecar.read, the runner's reader."""
+    from corese_edge.export.results import EngineResult
+
+    built = T.build_engine(onnx_files["fp16"], tmp_path / "m.plan", trt=make_fake_tensorrt("10.13.0"), gpu=L4)
+    assert EngineResult({"fp16": built}).trt_version == "10.13.0"
+    assert EngineResult().trt_version is None
+    written = PlanSidecar.read(built.sidecar)
+    assert written.to_dict() == _side(built) == built.info  # what is read is exactly what was written
+    assert written.gpu_name == L4.name and written.hardware_compat == "none" and written.path == built.sidecar
+
+
 def test_commit_refuses_a_sidecar_that_does_not_vouch_for_its_plan(tmp_path):
     info = {"schema": T.PLAN_SCHEMA, "plan_size": 4, "plan_sha256": "0" * 64}
     with pytest.raises(ValueError, match="size and sha256"):
