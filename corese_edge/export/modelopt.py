@@ -39,7 +39,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from corese_edge.atomic import atomic_path
+from corese_edge.atomic import atomic_path, write_text
 from corese_edge.errors import MissingExtra, UserError, require
 
 log = logging.getLogger(__name__)
@@ -115,7 +115,7 @@ def quantize_modelopt(
             "nodes_to_exclude": [re.escape(name) + r"\Z" for name in keep_fp],
             "high_precision_dtype": high_precision_dtype,
         }
-        (work / "spec.json").write_text(json.dumps(spec))
+        write_text(work / "spec.json", json.dumps(spec))
         _run_child(work / "spec.json", onnx_in)
 
         proto = onnx.load(spec["output_path"])
@@ -244,7 +244,7 @@ def _child(spec_path: str) -> int:
     spec = json.loads(Path(spec_path).read_text())
 
     def finish(status: str, message: str = "") -> int:
-        Path(spec["result"]).write_text(json.dumps({"status": status, "message": message}))
+        write_text(spec["result"], json.dumps({"status": status, "message": message}))
         return 0
 
     try:

@@ -19,8 +19,9 @@ INT8 IR (:func:`quantize_ir`), two routes
 Both keep the ONNX's dynamic batch, and both carry the ONNX's corese-edge metadata in rt_info
 (:func:`corese_edge.metadata.write_rt_info`) plus build facts (source ONNX and its sha256,
 precision, quantizer, OpenVINO version).  The ``.xml`` and ``.bin`` are written to temporary files
-in the destination folder and moved into place, ``.bin`` first and ``.xml`` last, so a failure
-while converting, quantizing or saving leaves any previous IR as it was and no partial files.
+in the destination folder and moved into place, ``.bin`` first and ``.xml`` last (one commit of
+:func:`corese_edge.atomic.atomic_files`), so a failure while converting, quantizing or saving leaves
+any previous IR as it was and no partial files.
 
 ``openvino`` and ``nncf`` are imported lazily; a missing one is a one-line
 :class:`~corese_edge.errors.MissingExtra` naming ``pip install 'corese-edge[openvino]'``.
@@ -31,13 +32,12 @@ import contextlib
 import io
 import logging
 import os
-import tempfile
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping
 
 import numpy as np
 
-from corese_edge.atomic import file_sha256
+from corese_edge.atomic import atomic_files, file_sha256
 from corese_edge.errors import MissingExtra, UserError, require
 
 
@@ -395,33 +395,12 @@ def _save_ir(ov, model, xml_path: str | os.PathLike, props: Mapping[str, str], b
     xml = Path(xml_path)
     if xml.suffix != ".xml":
         raise UserError(f"{xml}: an OpenVINO IR file name must end in .xml")
-    xml.parent.mkdir(parents=True, exist_ok=True)
     write_rt_info(model, props, build)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{xml.stem}.tmp-", suffix=".xml", dir=xml.parent)
-    os.close(fd)
-    tmp_xml = Path(tmp_name)
-    tmp_bin = tmp_xml.with_suffix(".bin")
-    try:
+    # .bin first, .xml last: the .xml is what readers open, and it names its .bin by stem (the
+    # temporaries share one stem, so save_model writes the .bin of tmp_xml to tmp_bin)
+    with atomic_files(xml.with_suffix(".bin"), xml) as (tmp_bin, tmp_xml):
         try:
             ov.save_model(model, os.fspath(tmp_xml), compress_to_fp16=False)
         except Exception as exc:
             raise UserError(f"{xml}: OpenVINO could not save the IR ({_first_line(exc)})") from None
-        mode = 0o666 & ~_umask()
-        for tmp in (tmp_bin, tmp_xml):
-            with open(tmp, "rb+") as fh:
-                os.fsync(fh.fileno())
-            os.chmod(tmp, mode)
-        # .bin first, .xml last: the .xml is what readers open, and it names its .bin by stem
-        os.replace(tmp_bin, xml.with_suffix(".bin"))
-        os.replace(tmp_xml, xml)
-    finally:
-        for tmp in (tmp_xml, tmp_bin):
-            if tmp.exists():
-                tmp.unlink()
     return xml
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask

@@ -131,6 +131,27 @@ def test_float_ir_round_trip_of_the_real_model(tiny_onnx, tmp_path):
     np.testing.assert_allclose(_ov_logits(xml, x), _ort_logits(tiny_onnx, x), rtol=1e-4, atol=1e-4)
 
 
+def test_the_bin_is_moved_into_place_before_the_xml_and_the_files_get_the_umask_mode(small_onnx, tmp_path, monkeypatch):
+    """One commit of corese_edge.atomic: the .xml (what readers open) lands last."""
+    moved = []
+    real_replace = os.replace
+
+    def replace(src, dst):
+        moved.append(Path(dst).name)
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", replace)
+    old = os.umask(0o027)
+    try:
+        xml = ovx.ir_from_onnx(small_onnx, tmp_path / "m.xml")
+    finally:
+        os.umask(old)
+    assert moved == ["m.bin", "m.xml"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.bin", "m.xml"]
+    assert {oct(p.stat().st_mode & 0o777) for p in (xml, xml.with_suffix(".bin"))} == {oct(0o640)}
+    assert ov.Core().read_model(os.fspath(xml)).inputs[0].get_partial_shape()[0].is_dynamic
+
+
 def test_float_ir_carries_metadata_dynamic_batch_and_fp32_weights(small_onnx, tmp_path):
     xml = ovx.ir_from_onnx(small_onnx, tmp_path / "model.xml")
     model = ov.Core().read_model(os.fspath(xml))
