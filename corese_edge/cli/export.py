@@ -10,6 +10,10 @@ from __future__ import annotations
 import click
 
 from corese_edge.export.targets import CALIB_METHODS, HARDWARE_COMPAT, QUANTIZERS, TARGETS, VAL_SPLITS, describe_table
+from corese_edge.export.tensorrt import engine_defaults
+
+#: build-engine's defaults, stated once: the fields of corese_edge.export.tensorrt.EngineConfig
+ENGINE = engine_defaults()
 
 EXPORT_EPILOG = """\b
 Examples:
@@ -58,16 +62,16 @@ TensorRT version (TensorRT 8.6, 10.x and 11.x are supported).
 @click.option("--val-split", type=click.Choice(list(VAL_SPLITS)), help="Where drift is reported; nothing is chosen on it.  [default: test]")
 @click.option("--embed-preprocess", is_flag=True, default=None, help="Also write *.preprocess.onnx taking uint8 NHWC frames.")
 @click.option("--max-drift", type=float, help="Largest accuracy drop allowed, in percentage points.  [default: 1.0]")
-@click.option("--min-batch", type=int, help="[default: 1]")
-@click.option("--opt-batch", type=int, help="[default: 8]")
-@click.option("--max-batch", type=int, help="[default: 32]")
+@click.option("--min-batch", type=int, help=f"[default: {ENGINE['min_batch']}]")
+@click.option("--opt-batch", type=int, help=f"[default: {ENGINE['opt_batch']}]")
+@click.option("--max-batch", type=int, help=f"[default: {ENGINE['max_batch']}]")
 @click.option("--opset", type=int, help="[default: 17]")
 @click.option("--profile", help="Export profile: a name in export/ (desktop-fp16, desktop-int8, jetson-orin-int8, cpu-int8) or a YAML path.")
 @click.option("--engine/--no-engine", default=None, help="Demand a TensorRT engine (fail without one) / never build one.  [default: build when TensorRT and a GPU are present]")
 @click.option("--keep-fp", multiple=True, metavar="NAME_OR_PATTERN", help="Keep matching layers in FP32 (repeatable; fnmatch patterns).")
 @click.option("--auto-keep", is_flag=True, default=None, help="If INT8 drifts past --max-drift, keep the fewest sensitive layers in FP32 (chosen on train's validation split).")
 @click.option("--out", type=click.Path(), help="Output folder.  [default: export/ beside the checkpoint]")
-@click.option("--workspace-gb", type=float, help="TensorRT builder workspace.  [default: 4]")
+@click.option("--workspace-gb", type=float, help=f"TensorRT builder workspace.  [default: {ENGINE['workspace_gb']:g}]")
 @click.option("--seed", type=int, help="Calibration sampling seed.  [default: 0]")
 @click.option("--bench-seconds", type=float, help="--target cpu-best: seconds of timing per candidate at batch 1.  [default: 1.5]")
 @click.option("--no-progress", "no_progress", is_flag=True, help="No progress bars.")
@@ -93,16 +97,18 @@ def export_command(profile, keep_fp, no_progress, **options):
 
 @click.command("build-engine", epilog=BUILD_ENGINE_EPILOG)
 @click.argument("onnx_model", metavar="MODEL.onnx", type=click.Path())
-@click.option("--out", type=click.Path(), help="Plan file; its sidecar is PLAN.json.  [default: model.<precision>.plan beside the ONNX]")
-@click.option("--min-batch", type=int, default=1, show_default=True, help="Smallest batch the plan accepts.")
-@click.option("--opt-batch", type=int, default=8, show_default=True, help="Batch TensorRT tunes its kernels for.")
-@click.option("--max-batch", type=int, default=32, show_default=True, help="Largest batch the plan accepts.")
-@click.option("--workspace-gb", type=float, default=4.0, show_default=True, help="Builder workspace memory pool.")
-@click.option("--timing-cache", type=click.Path(),
+@click.option("--out", type=click.Path(), default=ENGINE["out"],
+              help="Plan file; its sidecar is PLAN.json.  [default: model.<precision>.plan beside the ONNX]")
+@click.option("--min-batch", type=int, default=ENGINE["min_batch"], show_default=True, help="Smallest batch the plan accepts.")
+@click.option("--opt-batch", type=int, default=ENGINE["opt_batch"], show_default=True, help="Batch TensorRT tunes its kernels for.")
+@click.option("--max-batch", type=int, default=ENGINE["max_batch"], show_default=True, help="Largest batch the plan accepts.")
+@click.option("--workspace-gb", type=float, default=ENGINE["workspace_gb"], show_default=True, help="Builder workspace memory pool.")
+@click.option("--timing-cache", type=click.Path(), default=ENGINE["timing_cache"],
               help="Reuse and update this timing cache file (one from another GPU or TensorRT version is replaced).")
-@click.option("--hardware-compat", type=click.Choice(list(HARDWARE_COMPAT)), default="none", show_default=True,
-              help="ampere+: one plan for Ampere-and-newer discrete GPUs (slower; refused on Jetsons).")
-@click.option("--version-compatible", is_flag=True, help="Embed the lean runtime so later TensorRT versions load the plan.")
+@click.option("--hardware-compat", type=click.Choice(list(HARDWARE_COMPAT)), default=ENGINE["hardware_compat"],
+              show_default=True, help="ampere+: one plan for Ampere-and-newer discrete GPUs (slower; refused on Jetsons).")
+@click.option("--version-compatible", is_flag=True, default=ENGINE["version_compatible"],
+              help="Embed the lean runtime so later TensorRT versions load the plan.")
 def build_engine_command(onnx_model, **options):
     """Build a TensorRT plan (and its .plan.json sidecar) from a corese-edge ONNX, on this device.
 

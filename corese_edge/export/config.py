@@ -13,6 +13,9 @@ from typing import Any
 from corese_edge.config import build_config
 from corese_edge.errors import UserError
 from corese_edge.export import targets as T
+from corese_edge.export.tensorrt import engine_defaults
+
+_ENGINE = engine_defaults()  # the engine build's defaults are EngineConfig's, stated once
 
 
 @dataclass(frozen=True)
@@ -40,16 +43,16 @@ class ExportConfig:
     val_split: str = "test"
     embed_preprocess: bool = False
     max_drift: float = 1.0
-    min_batch: int = 1
-    opt_batch: int = 8
-    max_batch: int = 32
+    min_batch: int = _ENGINE["min_batch"]
+    opt_batch: int = _ENGINE["opt_batch"]
+    max_batch: int = _ENGINE["max_batch"]
     opset: int = 17
     profile: str | None = None
     engine: bool | None = None
     keep_fp: tuple[str, ...] = ()
     auto_keep: bool = False
     out: str | None = None
-    workspace_gb: float = 4.0
+    workspace_gb: float = _ENGINE["workspace_gb"]
     seed: int = 0
     bench_seconds: float = 1.5
     progress: bool = True

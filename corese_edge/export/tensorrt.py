@@ -38,7 +38,7 @@ import json
 import logging
 import os
 import shlex
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -254,16 +254,43 @@ def _dims(shape) -> list[int]:
     return [int(d) for d in shape]
 
 
+@dataclass(frozen=True)
+class EngineConfig:
+    """Everything ``corese-edge build-engine`` takes (field names mirror its options).
+
+    The field defaults are the build defaults, stated here only: :func:`build_engine`'s signature
+    and the click options of ``build-engine`` and ``export`` take theirs from :func:`engine_defaults`.
+    """
+
+    onnx: str
+    out: str | None = None
+    min_batch: int = 1
+    opt_batch: int = 8
+    max_batch: int = 32
+    workspace_gb: float = 4.0
+    timing_cache: str | None = None
+    hardware_compat: str = "none"
+    version_compatible: bool = False
+
+
+def engine_defaults() -> dict[str, Any]:
+    """``{field: default}`` of :class:`EngineConfig` (every field but the ONNX path)."""
+    return {f.name: f.default for f in fields(EngineConfig) if f.name != "onnx"}
+
+
+_DEFAULTS = engine_defaults()
+
+
 def build_engine(
     onnx_path: str | os.PathLike,
-    out: str | os.PathLike | None = None,
-    min_batch: int = 1,
-    opt_batch: int = 8,
-    max_batch: int = 32,
-    workspace_gb: float = 4.0,
-    timing_cache: str | os.PathLike | None = None,
-    hardware_compat: str = "none",
-    version_compatible: bool = False,
+    out: str | os.PathLike | None = _DEFAULTS["out"],
+    min_batch: int = _DEFAULTS["min_batch"],
+    opt_batch: int = _DEFAULTS["opt_batch"],
+    max_batch: int = _DEFAULTS["max_batch"],
+    workspace_gb: float = _DEFAULTS["workspace_gb"],
+    timing_cache: str | os.PathLike | None = _DEFAULTS["timing_cache"],
+    hardware_compat: str = _DEFAULTS["hardware_compat"],
+    version_compatible: bool = _DEFAULTS["version_compatible"],
     *,
     trt: ModuleType | None = None,
     gpu: GpuInfo | None = None,
@@ -271,7 +298,8 @@ def build_engine(
     """Build a TensorRT plan from a corese-edge ONNX, with one optimization profile over the batch.
 
     The profile's shapes are ``(min_batch, C, H, W)``, ``(opt_batch, ...)``, ``(max_batch, ...)``,
-    in that order.  ``out`` defaults to ``model.<precision>.plan`` beside the ONNX.
+    in that order; the defaults are :class:`EngineConfig`'s.  ``out`` defaults to
+    ``model.<precision>.plan`` beside the ONNX.
     ``timing_cache`` is read when it exists and rewritten after the build; a cache from another
     GPU or TensorRT version is set aside with a warning and the build starts from an empty one.
     ``hardware_compat`` ``"ampere+"`` makes the plan portable across Ampere-and-newer discrete
@@ -487,21 +515,6 @@ def onnx_census(onnx_path: Path) -> dict[str, Any] | None:
     except Exception as exc:  # noqa: BLE001 - any census failure is only a warning
         log.warning("no precision census in the sidecar of %s: %s: %s", onnx_path.name, type(exc).__name__, exc)
         return None
-
-
-@dataclass(frozen=True)
-class EngineConfig:
-    """Everything ``corese-edge build-engine`` takes (field names mirror its options)."""
-
-    onnx: str
-    out: str | None = None
-    min_batch: int = 1
-    opt_batch: int = 8
-    max_batch: int = 32
-    workspace_gb: float = 4.0
-    timing_cache: str | None = None
-    hardware_compat: str = "none"
-    version_compatible: bool = False
 
 
 def run_build_engine(cfg: EngineConfig) -> EngineBuild:
