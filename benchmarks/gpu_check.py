@@ -164,7 +164,7 @@ def make_plan(machine: dict[str, Any], trt_reason: str | None, scale: float, wor
                                      "--ort-max-batch", "64" if ort_cuda else "8"),
              "PyTorch CUDA FP16 and ONNX Runtime (" + ("CUDA provider" if ort_cuda else "CPU provider: no onnxruntime-gpu")
              + ") on coresse, batch 1/8/64; records its own run"),
-        Step("train-throughput", s(50), (python, "benchmarks/train_throughput.py", "--steps", "20", "--warmup", "5"),
+        Step("train-throughput", s(50), (python, "benchmarks/train_throughput.py", "--precision", "--steps", "20", "--warmup", "5"),
              "training img/s, coresse batch 32 at 224 px: FP32 against --amp bf16 --channels-last"),
     ]
 

@@ -212,9 +212,9 @@ def test_train_throughput_output_is_understood(gc, monkeypatch, capsys):
     spec = importlib.util.spec_from_file_location("train_throughput", ROOT / "benchmarks" / "train_throughput.py")
     tt = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(tt)
-    speeds = iter([123.4, 308.5])  # FP32 first, then bf16 + channels-last, as main() calls run()
-    monkeypatch.setattr(tt, "run", lambda *a, **k: next(speeds))
-    monkeypatch.setattr(sys, "argv", ["train_throughput.py", "--device", "cpu"])
+    speeds = iter([123.4, 308.5])  # FP32 first, then bf16 + channels-last, as --precision calls ceiling()
+    monkeypatch.setattr(tt, "ceiling", lambda *a, **k: next(speeds))
+    monkeypatch.setattr(sys, "argv", ["train_throughput.py", "--precision", "--device", "cpu"])
     tt.main()
     stdout = capsys.readouterr().out
     step = gc.make_plan(_machine(), None, 1.0, ROOT)[3]

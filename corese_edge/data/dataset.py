@@ -2,15 +2,21 @@
 
 Augmentation randomness is a pure function of ``(seed, epoch, index)``: every item reseeds the
 albumentations pipeline, so a resumed run replays exactly the same images whatever the number of
-loader workers.
+loader workers.  The training loader asks for items as ``(epoch, index)`` pairs
+(:class:`~corese_edge.train.sampling.EvenBatchSampler` with ``with_epoch=True``), so workers that
+live across epochs (``persistent_workers``) hold no epoch of their own that could go stale.
+
+Worker processes (docs/ARCHITECTURE.md, "Loader workers"): :func:`make_loader` starts them with
+:data:`WORKER_START_METHOD` (``forkserver`` on Linux), never by forking the training process.
 """
 from __future__ import annotations
 
+import multiprocessing
 from typing import Callable, Sequence
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
+from torch.utils.data import DataLoader, Dataset
 
 from corese_edge.images import read_rgb
 from corese_edge.data.transforms import to_chw
@@ -35,14 +41,55 @@ class FERDataset(Dataset):
     def labels(self) -> np.ndarray:
         return np.asarray([s.label for s in self.samples], dtype=np.int64)
 
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+    def __getitem__(self, key: int | tuple[int, int]) -> tuple[torch.Tensor, int]:
+        """``dataset[i]`` (augmented as epoch :attr:`epoch`) or ``dataset[epoch, i]``."""
+        epoch, i = (int(key[0]), int(key[1])) if isinstance(key, tuple) else (self.epoch, int(key))
         sample = self.samples[i]
         image = read_rgb(sample.path)
         if hasattr(self.transform, "set_random_seed"):
-            self.transform.set_random_seed(_item_seed(self.seed, self.epoch, i))
+            self.transform.set_random_seed(_item_seed(self.seed, epoch, i))
         out = self.transform(image=image)["image"]
         return torch.from_numpy(to_chw(out)), int(sample.label)
 
 
 def _item_seed(seed: int, epoch: int, index: int) -> int:
     return int(np.random.SeedSequence([seed, epoch, index]).generate_state(1)[0])
+
+
+#: How loader worker processes start.  ``forkserver``: each worker is forked from a small server
+#: process that was started fresh (fork + exec) and imported only torch and this module, so no
+#: worker inherits the training process's state: its OpenMP, oneTBB (OpenVINO) and OpenCV thread
+#: pools, locks held mid-call by their threads, or CUDA.  Plain ``fork`` copies all of that
+#: (docs/ARCHITECTURE.md, "Loader workers").  Where forkserver does not exist (macOS, Windows)
+#: torch's platform default (``spawn``) is used.
+WORKER_START_METHOD: str | None = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else None
+
+
+def _worker_init(_worker_id: int) -> None:
+    """One OpenCV thread per worker: the workers already run in parallel (torch sets its own
+    intra-op threads to 1 in a worker)."""
+    import cv2
+
+    cv2.setNumThreads(1)
+
+
+def make_loader(dataset: Dataset, workers: int, *, batch_sampler=None, batch_size: int | None = None,
+                persistent: bool = False, pin_memory: bool = False) -> DataLoader:
+    """The one place a corese-edge ``DataLoader`` is built.
+
+    ``workers`` processes (0: load in this process).  ``persistent``: keep the workers between
+    epochs (for a loader iterated once per epoch, so their start-up, a few seconds each, is paid
+    once); only the training loader is persistent, and it requests ``(epoch, index)`` items, so
+    the workers' copy of the dataset never needs :meth:`FERDataset.set_epoch`.
+    """
+    # Its own generator: every new iterator (each epoch, unless persistent) draws a base seed from
+    # the loader's generator, which by default is torch's global one, so the number of workers and
+    # persistence would shift the global stream that dropout reads.  Items do not use the base seed
+    # (their augmentation is seeded per item), so a fixed private generator changes nothing else.
+    kw: dict = dict(num_workers=int(workers), pin_memory=pin_memory, generator=torch.Generator().manual_seed(0))
+    if workers > 0:
+        kw.update(multiprocessing_context=WORKER_START_METHOD, worker_init_fn=_worker_init,
+                  persistent_workers=persistent)
+    if batch_sampler is not None:
+        return DataLoader(dataset, batch_sampler=batch_sampler, **kw)
+    return DataLoader(dataset, batch_size=batch_size, shuffle=False, **kw)

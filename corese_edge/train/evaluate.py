@@ -10,7 +10,6 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import DataLoader
 
 from corese_edge import __version__
 from corese_edge.atomic import write_json
@@ -23,11 +22,19 @@ EVAL_SCHEMA = "corese-edge/eval/1"
 @torch.no_grad()
 def predict_logits(model: nn.Module, dataset, batch_size: int, device: torch.device | str = "cpu", workers: int = 0,
                    amp: torch.dtype | None = None, channels_last: bool = False, progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
-    """Run ``model`` (eval mode) over ``dataset``; returns float32 logits (N, C) and int64 labels (N,)."""
+    """Run ``model`` (eval mode) over ``dataset``; returns float32 logits (N, C) and int64 labels (N,).
+
+    ``workers`` loader processes, but none for a split of fewer than two batches per worker: the
+    workers' start-up (a few seconds) would cost more than they load (a validation split of a
+    hundred images, evaluated every epoch)."""
+    from corese_edge.data.dataset import make_loader
+
     device = torch.device(device)
     was_training = model.training
     model.eval()
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=workers)
+    if len(dataset) < 2 * workers * batch_size:
+        workers = 0
+    loader = make_loader(dataset, workers, batch_size=batch_size)
     if progress:
         from tqdm.auto import tqdm
 

@@ -46,12 +46,16 @@ class EpochSampler(Sampler[int]):
 
 class EvenBatchSampler(Sampler[list[int]]):
     """Batches of ``batch_size`` (even); a final odd batch borrows the epoch's first index, so no
-    image is dropped and every batch can be mixed pairwise."""
+    image is dropped and every batch can be mixed pairwise.
 
-    def __init__(self, sampler: Sampler[int], batch_size: int) -> None:
+    ``with_epoch``: yield ``(epoch, index)`` pairs, the epoch read from the sampler's ``epoch``, so
+    a dataset copy in a persistent loader worker augments each item for the epoch that asked.
+    """
+
+    def __init__(self, sampler: Sampler[int], batch_size: int, with_epoch: bool = False) -> None:
         if batch_size % 2:
             raise ValueError("batch_size must be even")
-        self.sampler, self.batch_size = sampler, batch_size
+        self.sampler, self.batch_size, self.with_epoch = sampler, batch_size, with_epoch
 
     def __iter__(self) -> Iterator[list[int]]:
         order = list(self.sampler)
@@ -59,7 +63,11 @@ class EvenBatchSampler(Sampler[list[int]]):
             batch = order[start : start + self.batch_size]
             if len(batch) % 2:
                 batch.append(order[0] if start else batch[0])
-            yield batch
+            if self.with_epoch:
+                epoch = int(getattr(self.sampler, "epoch"))
+                yield [(epoch, i) for i in batch]
+            else:
+                yield batch
 
     def __len__(self) -> int:
         return -(-len(self.sampler) // self.batch_size)

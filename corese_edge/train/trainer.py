@@ -168,13 +168,11 @@ class Trainer:
         if self.cfg.resume and not last.exists():
             raise UserError(f"--resume: no checkpoint at {last}; start without --resume")
 
-    def _loader(self, dataset, batch_sampler=None, batch_size: int | None = None) -> DataLoader:
-        kw: dict[str, Any] = dict(num_workers=self.cfg.workers, pin_memory=self.device.type == "cuda")
-        if self.cfg.workers > 0:
-            kw["persistent_workers"] = False
-        if batch_sampler is not None:
-            return DataLoader(dataset, batch_sampler=batch_sampler, **kw)
-        return DataLoader(dataset, batch_size=batch_size, shuffle=False, **kw)
+    def _loader(self, dataset, batch_sampler=None, batch_size: int | None = None, persistent: bool = False) -> DataLoader:
+        from corese_edge.data.dataset import make_loader
+
+        return make_loader(dataset, self.cfg.workers, batch_sampler=batch_sampler, batch_size=batch_size,
+                           persistent=persistent, pin_memory=self.device.type == "cuda")
 
     def run(self) -> TrainResult:
         cfg = self.cfg
@@ -206,7 +204,7 @@ class Trainer:
 
         train_ds = FERDataset(splits.train, train_transform(self.prep), seed=cfg.seed)
         sampler = EpochSampler(train_ds.labels, cfg.seed, balanced=cfg.balance == "sampler", rank=dist.rank, world=dist.world)
-        train_loader = self._loader(train_ds, EvenBatchSampler(sampler, cfg.batch_size))
+        train_loader = self._loader(train_ds, EvenBatchSampler(sampler, cfg.batch_size, with_epoch=True), persistent=True)
         steps_per_epoch = len(train_loader)
         total_steps = steps_per_epoch * cfg.epochs
         warmup_steps = steps_per_epoch * cfg.effective_warmup_epochs
