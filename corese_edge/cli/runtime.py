@@ -241,11 +241,13 @@ def bench_command(model, engine, onnx_path, checkpoint, compare_dir, suite, prov
         runner.close()
     click.echo(f"machine: {describe(doc['device'])}")
     click.echo(f"cpu flags: {format_isa(doc['device']['host'].get('cpu_isa') or {})}")
+    # what the runner reported about its own execution (Runner.execution_facts), read from the report
+    first = doc["results"][0] if doc["results"] else {}
     click.echo(f"settings: warm-up {settings.warmup_ms} ms, "
                + (f"{settings.iterations} iterations" if settings.iterations else f">= {settings.duration_s} s and >= {settings.min_iterations} iterations")
-               + (f", CUDA graph {'on' if settings.cuda_graph else 'off'}, transfers {'included' if settings.include_transfers else 'excluded'}" if runner.backend == "trt" else "")
+               + (f", CUDA graph {'on' if first['cuda_graph'] else 'off'}, transfers {'included' if first.get('include_transfers') else 'excluded'}" if "cuda_graph" in first else "")
                + (", end-to-end" if settings.end_to_end else ""))
-    execution = getattr(runner, "execution", None)
+    execution = first.get("execution")
     if execution:
         click.echo(f"openvino: device {execution.get('device')}, inference precision {execution.get('inference_precision')}, "
                    f"{execution.get('num_streams')} stream(s), {execution.get('threads')} thread(s), hint {execution.get('hint')}")
