@@ -325,6 +325,23 @@ def _cell(text: Any) -> str:
     return _one_line(str(text), 160).replace("|", "/")
 
 
+def int8_vs_fp16_items(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One ratios row per (backend, batch) that has both a TensorRT INT8 and an FP16 plan row: the
+    median latency of each and FP16 / INT8 (above 1.00x: INT8 is faster).  Issue 17: whether the
+    INT8 graph TensorRT can fuse (Q/DQ on residual inputs) is clearly faster than FP16 here."""
+    by = {(r.get("backend"), r.get("batch"), r.get("precision")): r for r in rows}
+    items = []
+    for backend, batch, precision in by:
+        if precision != "int8" or (backend, batch, "fp16") not in by:
+            continue
+        int8 = by[(backend, batch, "int8")]["latency_ms"]["median"]
+        fp16 = by[(backend, batch, "fp16")]["latency_ms"]["median"]
+        items.append({"what": f"TensorRT INT8 vs FP16 p50 latency, coresse batch {batch} ({backend})",
+                      "value": f"fp16 {fp16:.3f} ms -> int8 {int8:.3f} ms", "target": "INT8 faster",
+                      "verdict": f"{fp16 / int8:.2f}x" if int8 > 0 else "n/a"})
+    return items
+
+
 def build_runs(results: Sequence[StepResult], date: str, total_seconds: float,
                trt_reason: str | None = None) -> list[dict[str, Any]]:
     """The runs to append: a ``gpu`` run with the TensorRT rows and a ``ratios`` run with the rest."""
@@ -346,6 +363,8 @@ def build_runs(results: Sequence[StepResult], date: str, total_seconds: float,
         fp32, bf16 = train.data["fp32"], train.data["bf16_channels_last"]
         items.append({"what": "training img/s, coresse batch 32 at 224 px: FP32 -> --amp bf16 --channels-last",
                       "value": f"{fp32:.1f} -> {bf16:.1f}", "target": "bf16 faster", "verdict": f"{bf16 / fp32:.2f}x"})
+    trt_step = by.get("trt-bench")
+    items += int8_vs_fp16_items(trt_step.data.get("results", []) if trt_step is not None else [])
     for r in results:
         if not r.ok and r.name != "tests":  # the tests row above already carries its status
             items.append({"what": f"step {r.name}", "value": _cell(r.summary), "target": f"within {r.budget_s:.0f} s",

@@ -281,6 +281,7 @@ def test_record_appends_a_well_formed_section_atomically(gc, tmp_path, monkeypat
         "| gpu_check | failed: tests.gpu.test_trt_engines::test_b | AssertionError: INT8 plan 9 B vs FP16 plan 10 B |  | FAILED | 2026-12-01 |",
         "| gpu_check | skipped: 2 test(s) | torch cannot use the GPU / really |  | skipped | 2026-12-01 |",
         "| gpu_check | training img/s, coresse batch 32 at 224 px: FP32 -> --amp bf16 --channels-last | 400.0 -> 1000.0 | bf16 faster | 2.50x | 2026-12-01 |",
+        f"| gpu_check | TensorRT INT8 vs FP16 p50 latency, coresse batch 8 (trt) | fp16 {median:.3f} ms -> int8 {median:.3f} ms | INT8 faster | 1.00x | 2026-12-01 |",
         "| gpu_check | step gpu-backends | stopped after 90 s | within 90 s | TIMEOUT | 2026-12-01 |",
     ]
     assert "gpu-backends timeout 90/90 s" in section and "total 380 s" in section
@@ -305,6 +306,24 @@ def test_record_appends_a_well_formed_section_atomically(gc, tmp_path, monkeypat
         gc.record(runs, machine, results_dir, md)
     assert md.read_bytes() == good
     assert not list(tmp_path.glob(".RESULTS.md.tmp-*"))
+
+
+def test_int8_vs_fp16_row_is_the_latency_ratio_per_backend_and_batch(gc):
+    def row(precision, backend, batch, ms):
+        r = _trt_row(precision, backend, batch)
+        r["latency_ms"] = summarize([ms] * 20)
+        return r
+
+    rows = [row("int8", "trt", 8, 2.0), row("fp16", "trt", 8, 3.0), row("int8", "trt+graph", 8, 1.5),
+            row("fp16", "trt+graph", 8, 3.0), row("int8", "trt", 32, 4.0)]  # batch 32 has no FP16 row
+    items = gc.int8_vs_fp16_items(rows)
+    assert [(i["what"], i["value"], i["verdict"]) for i in items] == [
+        ("TensorRT INT8 vs FP16 p50 latency, coresse batch 8 (trt)", "fp16 3.000 ms -> int8 2.000 ms", "1.50x"),
+        ("TensorRT INT8 vs FP16 p50 latency, coresse batch 8 (trt+graph)", "fp16 3.000 ms -> int8 1.500 ms", "2.00x"),
+    ]
+    trt = gc.StepResult("trt-bench", "passed", 150.0, 180, "5 rows", {"results": rows})
+    [_, ratios] = gc.build_runs([trt], "2026-12-01T10:00:00+00:00", 150.0)
+    assert [i["verdict"] for i in ratios["items"]] == ["1.50x", "2.00x"]
 
 
 def test_trt_skip_and_failed_steps_are_recorded_as_not_run(gc, tmp_path):
