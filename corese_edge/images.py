@@ -80,18 +80,33 @@ def read_rgb(path: str | os.PathLike) -> np.ndarray:
         raise _bad(p, "file is empty")
     if p.suffix.lower() in (".jpg", ".jpeg") and not _jpeg_complete(buf):
         raise _bad(p, "truncated JPEG (no end-of-image marker)")
+    return decode_rgb(buf, p)
+
+
+def decode_rgb(data: bytes | np.ndarray, source: str | os.PathLike = "image") -> np.ndarray:
+    """Decode an encoded image (JPEG, PNG, ... as bytes or a uint8 array) to (H, W, 3) uint8 RGB,
+    exactly as :func:`read_rgb` decodes a file; ``source`` names it in the :class:`DataError`.
+
+    A JPEG stream without its end-of-image marker is refused here whatever its name (a file is
+    checked by its suffix in :func:`read_rgb`, a buffer by its first bytes).
+    """
+    buf = np.frombuffer(data, dtype=np.uint8) if isinstance(data, (bytes, bytearray, memoryview)) else np.asarray(data, np.uint8)
+    if buf.size == 0:
+        raise _bad(source, "empty image data")
+    if not _jpeg_complete(buf):
+        raise _bad(source, "truncated JPEG (no end-of-image marker)")
     try:
         img = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED)
     except cv2.error as exc:  # pragma: no cover - OpenCV usually returns None instead
-        raise _bad(p, f"OpenCV error {exc}") from None
+        raise _bad(source, f"OpenCV error {exc}") from None
     if img is None or img.size == 0:
-        raise _bad(p, "not a decodable image (truncated or not an image)")
+        raise _bad(source, "not a decodable image (truncated or not an image)")
 
     img = _to_uint8(img)
     if img.ndim == 2:
         return cv2.cvtColor(img, cv2.COLOR_GRAY2RGB)
     if img.ndim != 3:
-        raise _bad(p, f"unsupported image shape {img.shape}")
+        raise _bad(source, f"unsupported image shape {img.shape}")
     channels = img.shape[2]
     if channels == 1:
         return cv2.cvtColor(img[:, :, 0], cv2.COLOR_GRAY2RGB)
@@ -101,7 +116,7 @@ def read_rgb(path: str | os.PathLike) -> np.ndarray:
         return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
     if channels == 4:
         return cv2.cvtColor(img, cv2.COLOR_BGRA2RGB)
-    raise _bad(p, f"unsupported channel count {channels}")
+    raise _bad(source, f"unsupported channel count {channels}")
 
 
 def _jpeg_complete(buf: np.ndarray) -> bool:
