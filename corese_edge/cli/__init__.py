@@ -35,6 +35,7 @@ COMMANDS = {
     "env": "corese_edge.cli.runtime:env_command",
     "inspect": "corese_edge.cli.inspect:inspect_command",
     "faces": "corese_edge.cli.faces:faces_group",
+    "package": "corese_edge.cli.serve:package_command",
 }
 
 

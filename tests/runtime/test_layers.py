@@ -37,6 +37,7 @@ ALLOWED = {
     "train": {BASE, "data", "model", "runtime"},
     "export": {BASE, "data", "model", "runtime"},
     "bench": {BASE, "model", "runtime", "export"},  # model: the suite exports untrained models
+    "serve": {BASE, "runtime", "export"},  # the Triton / DeepStream packaging: reads artifacts, embeds preprocessing
 }
 
 #: The one sanctioned exception: the runtime's torch runner loads a checkpoint through the model
