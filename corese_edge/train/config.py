@@ -9,6 +9,7 @@ AMP_MODES = ("auto", "bf16", "fp16", "off")
 DEVICES = ("auto", "cpu", "cuda")
 SELECT_METRICS = ("accuracy", "mean_class_accuracy")
 BALANCE_MODES = ("none", "sampler", "loss")
+CACHE_MODES = ("auto", "on", "off")
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,9 @@ class TrainConfig:
     amp: str = "auto"
     channels_last: bool = False
     workers: int = 2
+    #: decode the train and val images once into memory at img_size (auto: when they fit in
+    #: corese_edge.data.dataset.CACHE_AUTO_LIMIT); off: read every image from disk every epoch.
+    cache: str = "auto"
     device: str = "auto"
     seed: int = 0
     out: str = ""
@@ -76,6 +80,8 @@ class TrainConfig:
             bad(f"--se-mode must be one of {SE_MODES}")
         if self.select_metric not in SELECT_METRICS:
             bad(f"--select-metric must be one of {SELECT_METRICS}")
+        if self.cache not in CACHE_MODES:
+            bad(f"--cache must be one of {CACHE_MODES}")
         if self.balance not in BALANCE_MODES:
             bad(f"--balance must be one of {BALANCE_MODES}")
         if self.lr <= 0 or self.min_lr < 0:

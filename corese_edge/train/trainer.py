@@ -174,6 +174,22 @@ class Trainer:
         return make_loader(dataset, self.cfg.workers, batch_sampler=batch_sampler, batch_size=batch_size,
                            persistent=persistent, pin_memory=self.device.type == "cuda")
 
+    def _caches(self, splits: DataSplits):
+        """The train and val :class:`ImageCache` (``--cache``), or ``(None, None)``."""
+        from corese_edge.data.dataset import CACHE_AUTO_LIMIT, ImageCache
+
+        cfg = self.cfg
+        need = ImageCache.nbytes_for(len(splits.train) + len(splits.val), cfg.img_size)
+        if cfg.cache == "off" or (cfg.cache == "auto" and need > CACHE_AUTO_LIMIT):
+            if cfg.cache == "auto" and self.dist.is_main:
+                log.info("not caching images: %.2f GB at %d px is over the %.2f GB of --cache auto", need / 1e9,
+                         cfg.img_size, CACHE_AUTO_LIMIT / 1e9)
+            return None, None
+        progress = cfg.progress and self.dist.is_main
+        interp, shared = self.prep.cv2_interpolation, cfg.workers > 0
+        return (ImageCache.build(splits.train, cfg.img_size, interp, shared=shared, progress=progress),
+                ImageCache.build(splits.val, cfg.img_size, interp, shared=shared, progress=progress) if splits.val else None)
+
     def run(self) -> TrainResult:
         cfg = self.cfg
         self.dist = init_distributed(self.device.type)
@@ -202,7 +218,8 @@ class Trainer:
             write_text(self.out / "config.yaml", dump_yaml(self._resolved_config(splits)))
             log.info("%s", splits.describe())
 
-        train_ds = FERDataset(splits.train, train_transform(self.prep), seed=cfg.seed)
+        train_cache, val_cache = self._caches(splits)
+        train_ds = FERDataset(splits.train, train_transform(self.prep), seed=cfg.seed, cache=train_cache)
         sampler = EpochSampler(train_ds.labels, cfg.seed, balanced=cfg.balance == "sampler", rank=dist.rank, world=dist.world)
         train_loader = self._loader(train_ds, EvenBatchSampler(sampler, cfg.batch_size, with_epoch=True), persistent=True)
         steps_per_epoch = len(train_loader)
@@ -261,7 +278,7 @@ class Trainer:
             net = nn.parallel.DistributedDataParallel(model, device_ids=[dev.index] if dev.type == "cuda" else None)
 
         tb = self._tensorboard() if dist.is_main else None
-        val_ds = FERDataset(splits.val, eval_transform(self.prep))
+        val_ds = FERDataset(splits.val, eval_transform(self.prep), cache=val_cache)
         for epoch in range(start_epoch, cfg.epochs):
             seed_epoch(cfg.seed, epoch, dist.rank)
             sampler.set_epoch(epoch)
