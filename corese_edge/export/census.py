@@ -284,6 +284,7 @@ class PrecisionCensus:
     batch: int = 1
     inferred: bool = True
     source: str = ""
+    fusion: "FusionView | None" = None  # Q/DQ graphs only
 
     @property
     def total_flops(self) -> int:
@@ -354,6 +355,7 @@ class PrecisionCensus:
             "op_types": self.by_op_type(),
             "unknown_flops": list(self.unknown_flops),
             "shape_inference": self.inferred,
+            **({"fusion": self.fusion.to_dict()} if self.fusion is not None else {}),
         }
 
     def table(self) -> str:
@@ -384,6 +386,14 @@ def census_table(census: dict[str, Any], title: str = "") -> str:
                      + (" ..." if len(unknown) > 5 else ""))
     if census.get("shape_inference") is False:
         lines.append("ONNX shape inference failed on this graph; declared types and shapes were used")
+    fusion = census.get("fusion")
+    if fusion and fusion.get("weighted_int8"):
+        res = fusion.get("residual_adds", {})
+        lines += ["", f"TensorRT INT8 fusion: {fusion['fusable']} of {fusion['weighted_int8']} INT8 weighted ops "
+                      f"fuse with their epilogue and output INT8; residual Adds with a quantized residual input: "
+                      f"{res.get('quantized', 0)} of {res.get('total', 0)}",
+                  f"precision boundaries: {fusion['int8_to_fp16']} INT8->FP16 (DQ feeding float compute), "
+                  f"{fusion['fp16_to_int8']} FP16->INT8 (float compute feeding a Q)"]
     return "\n".join(lines)
 
 
@@ -404,7 +414,9 @@ def precision_census(model, batch: int = 1) -> PrecisionCensus:
         name = node.name or f"{node.op_type}_{index}"
         nodes.append(NodePrecision(name, node.op_type, precision, node_flops(g, node)))
     source = "" if hasattr(model, "graph") else Path(os.fspath(model)).name
-    return PrecisionCensus(tuple(nodes), batch=int(batch), inferred=g.inferred, source=source)
+    fusion = fusion_view(g, {n.name: n.precision for n in nodes}) if any(
+        n.op_type in QDQ_OPS for n in g.proto.graph.node) else None
+    return PrecisionCensus(tuple(nodes), batch=int(batch), inferred=g.inferred, source=source, fusion=fusion)
 
 
 def _dequantized_type(g: TypedGraph, name: str, depth: int = 0) -> str | None:
@@ -428,8 +440,7 @@ def _node_precision(g: TypedGraph, node, float_inputs: list[str]) -> str:
     data = [name for name in node.input if name and name not in g.constants] or float_inputs
     quantized = [_dequantized_type(g, name) for name in data]
     outs = [o for o in node.output if o]
-    if data and all(quantized) and outs and all(
-            g.consumers.get(o) and all(c.op_type == "QuantizeLinear" for c, _ in g.consumers[o]) for o in outs):
+    if data and all(quantized) and outs and all(_feeds_only_q(g, o) for o in outs):
         return quantized[0]
     for name in float_inputs:
         return g.float_type(name)
@@ -437,6 +448,17 @@ def _node_precision(g: TypedGraph, node, float_inputs: list[str]) -> str:
         if g.float_type(o):
             return g.float_type(o)
     return "unknown"
+
+
+def _feeds_only_q(g: TypedGraph, name: str, depth: int = 0) -> bool:
+    """Whether every reader of ``name`` is a QuantizeLinear, looking through :data:`DQ_PASS_THROUGH`
+    data movement (TensorRT propagates a Q backward across it: "Q/DQ Propagation" in the
+    developer guide's "Explicit Quantization")."""
+    readers = g.consumers.get(name)
+    if not readers or depth > 8 or name in {o.name for o in g.proto.graph.output}:
+        return False
+    return all(c.op_type == "QuantizeLinear" or (c.op_type in DQ_PASS_THROUGH and c.output and c.output[0]
+                                                 and _feeds_only_q(g, c.output[0], depth + 1)) for c, _ in readers)
 
 
 def _numel(shape: tuple[int | None, ...] | None) -> int | None:
@@ -499,3 +521,166 @@ def _ints_attr(node, name: str) -> list[int]:
         if a.name == name:
             return [int(v) for v in a.ints]
     return []
+
+
+# ------------------------------------------------------------------------------- fusion view
+#
+# Which INT8 layers TensorRT can fuse so that they also *write* INT8, and where the graph changes
+# between INT8 and floating point.  Every rule is from TensorRT's developer guide, "Working with
+# Quantized Types" > "Explicit Quantization"
+# (https://docs.nvidia.com/deeplearning/tensorrt/latest/inference-library/quantized-types-explicit-quantization.html):
+#
+# * "Q/DQ Fusion": a weighted layer with DQ inputs fuses the trailing Q into its kernel when its
+#   output goes only to that Q; the layer then outputs INT8 (figure 3, right).  Otherwise the
+#   fused layer outputs floating point.
+# * "Q/DQ Layer-Placement Recommendations": bias, scale and BatchNormalization fold into the
+#   convolution (figure 5) and an activation after it fuses (figure 4); an element-wise Add fuses
+#   into a Conv when its other input ("xf1", the residual) is quantized -- then the fused
+#   convolution outputs INT8 and absorbs the Q (figure 7); when xf1 is floating point it cannot
+#   (figure 6).  That Add fusion is a convolution fusion; a Gemm/MatMul gets bias/scale and an
+#   activation only.
+# * "Q/DQ Propagation": Q and DQ move across layers that commute with quantization (data
+#   movement such as Transpose and Reshape), so those do not break a chain.
+
+#: activations TensorRT fuses into a convolution / GEMM epilogue ("Q/DQ Layer-Placement Recommendations", figure 4)
+FUSED_ACTIVATIONS = frozenset({"Relu", "Clip", "LeakyRelu"})
+#: data movement a Q is propagated backward through ("Q/DQ Propagation")
+Q_PASS_THROUGH = DQ_PASS_THROUGH
+
+
+@dataclass(frozen=True)
+class WeightedFusion:
+    """One INT8 weighted op: whether its consumer chain ends in a Q TensorRT fuses, the chain, or why not."""
+
+    name: str
+    op_type: str
+    fusable: bool
+    chain: tuple[str, ...]  # op types after the weighted op, ending in QuantizeLinear when fusable
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class FusionView:
+    """The fusion view of a Q/DQ graph (see the rules above :data:`FUSED_ACTIVATIONS`)."""
+
+    weighted: tuple[WeightedFusion, ...]
+    int8_to_fp16: int  # DequantizeLinear nodes whose output feeds compute that does not run in INT8
+    fp16_to_int8: int  # QuantizeLinear nodes whose input comes from compute that does not run in INT8
+    residual_adds: int
+    residual_quantized: int
+
+    @property
+    def fusable(self) -> int:
+        return sum(1 for w in self.weighted if w.fusable)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "weighted_int8": len(self.weighted),
+            "fusable": self.fusable,
+            "int8_to_fp16": self.int8_to_fp16,
+            "fp16_to_int8": self.fp16_to_int8,
+            "residual_adds": {"total": self.residual_adds, "quantized": self.residual_quantized},
+            "not_fusable": [{"name": w.name, "op_type": w.op_type, "why": w.reason} for w in self.weighted if not w.fusable],
+        }
+
+
+def _node_name(node, index: int) -> str:
+    return node.name or f"{node.op_type}_{index}"
+
+
+def _is_constant(g: TypedGraph, name: str) -> bool:
+    if name in g.constants:
+        return True
+    p = g.producer.get(name)
+    return p is not None and p.op_type in CAST_OPS | {"DequantizeLinear"} and bool(p.input) and _is_constant(g, p.input[0])
+
+
+def _chain(g: TypedGraph, node) -> tuple[bool, tuple[str, ...], str]:
+    """Walk ``node``'s consumers as TensorRT's Q/DQ fusion would (rules above)."""
+    outputs = {o.name for o in g.proto.graph.output}
+    t = node.output[0]
+    chain: list[str] = []
+    added = activated = False
+    for _ in range(16):
+        consumers = [c for c, _ in g.consumers.get(t, [])]
+        if consumers and t not in outputs and all(c.op_type == "QuantizeLinear" for c in consumers):
+            return True, tuple(chain + ["QuantizeLinear"]), ""
+        if t in outputs:
+            return False, tuple(chain), "output is a graph output"
+        if len(consumers) != 1:
+            return False, tuple(chain), f"output read by {len(consumers)} consumers, not all Q"
+        c = consumers[0]
+        data = [i for i in c.input if i and not _is_constant(g, i)]
+        if c.op_type in Q_PASS_THROUGH:
+            pass
+        elif (not added and not activated and (c.op_type == "BatchNormalization"
+                                                or (c.op_type in ("Add", "Mul") and len(data) == 1))):
+            pass  # bias / scale / BatchNorm fold into the kernel (figure 5)
+        elif (node.op_type in ("Conv", "ConvTranspose") and not added and not activated and c.op_type == "Add"
+              and len(data) == 2 and all(_dequantized_type(g, i) for i in data if i != t)):
+            added = True  # Conv + Add with a quantized residual (figures 6 and 7)
+        elif not activated and c.op_type in FUSED_ACTIVATIONS:
+            activated = True
+        else:
+            why = f"{c.op_type} {c.name or ''}".strip()
+            if c.op_type == "Add" and len(data) == 2:
+                why += " has a float residual input" if node.op_type in ("Conv", "ConvTranspose") else \
+                    " (only a convolution fuses a residual Add)"
+            return False, tuple(chain), f"{why} runs in float"
+        chain.append(c.op_type)
+        t = c.output[0]
+    return False, tuple(chain), "chain too long"
+
+
+def fusion_view(g: TypedGraph, precision: dict[str, str]) -> FusionView:
+    """The fusion view of the typed graph ``g``; ``precision`` is the census's node name -> precision."""
+    from corese_edge.export.qdq_placement import residual_adds
+
+    index = {id(n): i for i, n in enumerate(g.proto.graph.node)}
+    name_of = lambda n: _node_name(n, index[id(n)])  # noqa: E731
+    weighted = []
+    fused: set[str] = set()
+    for node in g.proto.graph.node:
+        if node.op_type not in WEIGHTED_OPS or precision.get(name_of(node)) not in QUANTIZED_TYPES.values():
+            continue
+        ok, chain, why = _chain(g, node)
+        weighted.append(WeightedFusion(name_of(node), node.op_type, ok, chain, why))
+        if ok:  # the epilogue nodes run inside the INT8 kernel
+            t = node.output[0]
+            for _ in chain[:-1]:
+                c = g.consumers[t][0][0]
+                fused.add(name_of(c))
+                t = c.output[0]
+
+    def int8(n) -> bool:
+        return n.op_type in QDQ_OPS or name_of(n) in fused or precision.get(name_of(n)) in QUANTIZED_TYPES.values()
+
+    def float_compute_reached(t: str, depth: int = 0) -> bool:
+        """Whether tensor ``t`` reaches compute outside INT8 (through data movement and casts)."""
+        if t in {o.name for o in g.proto.graph.output}:
+            return True
+        for c, _ in g.consumers.get(t, []):
+            if c.op_type in (DATA_MOVEMENT_OPS | CAST_OPS) and depth < 8:
+                if any(float_compute_reached(o, depth + 1) for o in c.output if o):
+                    return True
+            elif c.op_type not in NOT_COMPUTE_OPS and not int8(c):
+                return True
+        return False
+
+    def float_compute_behind(t: str, depth: int = 0) -> bool:
+        p = g.producer.get(t)
+        if p is None:
+            return t not in g.constants  # a graph input
+        if p.op_type in (DATA_MOVEMENT_OPS | CAST_OPS) and depth < 8:
+            data = [i for i in p.input if i and not _is_constant(g, i)]
+            return any(float_compute_behind(i, depth + 1) for i in data[:1])
+        return p.op_type not in NOT_COMPUTE_OPS and not int8(p)
+
+    to_fp16 = sum(1 for n in g.proto.graph.node if n.op_type == "DequantizeLinear"
+                  and not _is_constant(g, n.input[0]) and float_compute_reached(n.output[0]))
+    to_int8 = sum(1 for n in g.proto.graph.node if n.op_type == "QuantizeLinear"
+                  and not _is_constant(g, n.input[0]) and float_compute_behind(n.input[0]))
+    adds = residual_adds(g.proto)
+    nodes = {n.name: n for n in g.proto.graph.node}
+    quantized = sum(1 for a in adds if _dequantized_type(g, nodes[a.name].input[a.skip_slot]))
+    return FusionView(tuple(weighted), to_fp16, to_int8, len(adds), quantized)

@@ -8,7 +8,9 @@ Two flavours (docs/ARCHITECTURE.md, "Two INT8 flavours"; the capability table in
     zero point is an int8 zero, weights use [-127, 127] -- what TensorRT requires ("zeroPt must be
     all zeros").  Everything that is not INT8 is **FP16** (graph inputs and outputs stay FP32, as
     in the FP16 artifact); only layers named on purpose stay FP32 (``keep_fp`` nodes,
-    ``keep_fp32_ops`` op types).  See "INT8 + FP16 for TensorRT" below.
+    ``keep_fp32_ops`` op types).  See "INT8 + FP16 for TensorRT" below.  After ORT's quantizer,
+    :func:`corese_edge.export.qdq_placement.place_fusion_qdq` adds the Q/DQ TensorRT needs to fuse
+    (residual Add inputs, pooling, Conv -> LayerNorm), from ranges :func:`calibrate` collects for it.
 ``u8s8`` (``--target cpu``)
     uint8 activations, per-channel symmetric int8 weights, on Conv, MatMul and Gemm only; Conv
     outputs are quantized too (so ONNX Runtime fuses each into a QLinearConv), MatMul and Gemm
@@ -112,6 +114,9 @@ class Flavour:
     extra_options: tuple[tuple[str, object], ...]
     symmetric_int8: bool  # all zero points must be int8 zeros
     high_precision: str = "fp32"  # what the layers that are not INT8 compute in: "fp16" | "fp32"
+    #: run :func:`corese_edge.export.qdq_placement.place_fusion_qdq` after ORT's quantizer (residual
+    #: Adds, pooling, Conv -> LayerNorm: TensorRT's placement recommendations); the CPU flavour does not
+    fusion_placement: bool = False
 
 
 FLAVOURS = {
@@ -120,7 +125,7 @@ FLAVOURS = {
         (("ActivationSymmetric", True), ("WeightSymmetric", True), ("QuantizeBias", False),
          # TensorRT's placement guidance: quantize the inputs of weighted ops, not their outputs
          ("OpTypesToExcludeOutputQuantization", TENSORRT_OP_TYPES)),
-        symmetric_int8=True, high_precision="fp16",
+        symmetric_int8=True, high_precision="fp16", fusion_placement=True,
     ),
     "u8s8": Flavour(
         "u8s8", "QUInt8", "QInt8", CPU_OP_TYPES,
@@ -156,6 +161,17 @@ def op_types_to_quantize(flavour: Flavour) -> list[str]:
     from onnxruntime.quantization.registry import QDQRegistry, QLinearOpsRegistry
 
     return sorted(set(QLinearOpsRegistry) | set(QDQRegistry))
+
+
+def op_types_to_calibrate(flavour: Flavour) -> list[str]:
+    """The op types whose input and output ranges :func:`calibrate` collects: those the quantizer
+    quantizes, plus, for a flavour with ``fusion_placement``, the ops whose inputs that pass quantizes."""
+    ops = op_types_to_quantize(flavour)
+    if flavour.fusion_placement:
+        from corese_edge.export.qdq_placement import PLACEMENT_CALIBRATION_OPS
+
+        ops += [op for op in PLACEMENT_CALIBRATION_OPS if op not in ops]
+    return ops
 
 
 @contextlib.contextmanager
@@ -279,7 +295,7 @@ def calibrate(
     with tempfile.TemporaryDirectory(prefix="corese-calib-") as tmp, _quiet_quantizer():
         calibrator = calib.create_calibrator(
             Path(os.fspath(model)),
-            op_types_to_quantize(fl),
+            op_types_to_calibrate(fl),
             augmented_model_path=os.path.join(tmp, "augmented.onnx"),
             calibrate_method=cal_method,
             extra_options={"symmetric": fl.symmetric_int8} if method == "percentile" else {},
@@ -350,6 +366,11 @@ def quantize_int8(
             extra_options={k: (list(v) if isinstance(v, tuple) else v) for k, v in fl.extra_options},
         )
         proto = onnx.load(os.fspath(tmp))
+        if fl.fusion_placement:
+            from corese_edge.export.qdq_placement import load_ranges, place_fusion_qdq
+
+            placed = place_fusion_qdq(proto, load_ranges(ranges), keep_nodes=keep_fp)
+            log.info("TensorRT fusion placement: %s", placed.to_dict())
         if high_precision == "fp16":
             proto = to_fp16_qdq(proto, keep_ops=keep_fp32_ops, keep_nodes=keep_fp)
         if metadata_from is not None:

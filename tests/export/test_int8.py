@@ -109,7 +109,9 @@ def test_tensorrt_flavour_weights_are_per_channel_and_biases_float(s8s8):
     assert not any(t.data_type == TensorProto.INT32 for t in proto.graph.initializer)  # no int32 bias
     weight_dq_out = {n.output[0] for n in proto.graph.node if n.op_type == "DequantizeLinear" and n.input[0] in inits}
     assert {n.op_type for n in proto.graph.node if set(n.input) & weight_dq_out} == {"Conv", "Gemm", "MatMul"}
-    # every activation Q/DQ pair exists because a weighted op reads it (TensorRT's placement)
+    # every activation Q/DQ pair exists because a weighted op reads it (TensorRT's placement), or, since
+    # issue 17, because TensorRT's fusion placement puts it on a residual Add, a pooling op or a
+    # Conv -> LayerNorm input (corese_edge/export/qdq_placement.py)
     consumers: dict[str, set] = {}
     for n in proto.graph.node:
         for i in n.input:
@@ -117,7 +119,8 @@ def test_tensorrt_flavour_weights_are_per_channel_and_biases_float(s8s8):
     q_to_dq = {n.input[0]: n.output[0] for n in proto.graph.node if n.op_type == "DequantizeLinear"}
     for n in proto.graph.node:
         if n.op_type == "QuantizeLinear":
-            assert consumers[q_to_dq[n.output[0]]] & {"Conv", "Gemm", "MatMul"}, n.name
+            assert consumers[q_to_dq[n.output[0]]] & {"Conv", "Gemm", "MatMul", "Add", "MaxPool", "AveragePool",
+                                                      "GlobalAveragePool", "LayerNormalization"}, n.name
 
 
 def test_tensorrt_flavour_is_int8_and_fp16_everywhere_else_with_fp32_io(s8s8, s8s8_fp32):
@@ -293,3 +296,30 @@ def test_rank_sensitivity_puts_the_most_damaging_layer_first():
         module.keep_in_float = original
     assert [name for name, _ in ranking] == ["b", "c", "a"]
     assert ranking[0][1] == pytest.approx(0.9)
+
+
+def test_tensorrt_flavour_quantizes_every_residual_input_so_conv_add_relu_fuses(s8s8):
+    """Issue 17: every residual Add of coresse-lite (ResNet-18 and ConvNeXt-Atto) reads a quantized
+    residual, so every INT8 Conv before an Add fuses Conv + Add + ReLU + Q in TensorRT."""
+    from corese_edge.export.census import precision_census
+
+    fusion = precision_census(s8s8).fusion
+    assert fusion.residual_adds == 8 + 12  # ResNet-18's basic blocks and ConvNeXt-Atto's blocks
+    assert fusion.residual_quantized == fusion.residual_adds
+    fused_adds = [w for w in fusion.weighted if w.fusable and "Add" in w.chain]
+    assert len(fused_adds) >= 8  # at least every ResNet block's second conv
+    assert not [w for w in fusion.weighted if "float residual" in w.reason]
+    assert qdq_rule_violations(s8s8) == []
+
+
+def test_cpu_flavour_keeps_its_placement(prepared, tiny_onnx):
+    """The u8s8 flavour neither calibrates for nor runs the TensorRT fusion placement."""
+    assert q.op_types_to_calibrate(q.get_flavour("u8s8")) == list(q.CPU_OP_TYPES)
+    assert not q.get_flavour("u8s8").fusion_placement
+    work, pre, ranges = prepared
+    out = q.quantize_int8(pre, work / "u8s8-placement.onnx", ranges["u8s8"], "u8s8", metadata_from=tiny_onnx)
+    proto = onnx.load(str(out))
+    assert not [n.name for n in proto.graph.node if n.name.endswith(("_fusion_QuantizeLinear", "_fusion_DequantizeLinear"))]
+    quantized = {n.op_type for n in proto.graph.node if n.op_type not in ("QuantizeLinear", "DequantizeLinear")
+                 and any(i.endswith("DequantizeLinear_Output") for i in n.input)}
+    assert "LayerNormalization" not in quantized and "MaxPool" not in quantized
