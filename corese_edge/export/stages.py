@@ -273,6 +273,12 @@ def stage_int8(state: ExportState) -> Int8Result:
     flavour = get_flavour(target.int8_flavour)
     calibration = {**state.calib_info, "method": cfg.calib_method, "quantizer": cfg.quantizer,
                    "flavour": flavour.name}
+    if cfg.quantizer == "ort" and flavour.fusion_placement:
+        # issue 17: on the full coresse this placement matched or beat ModelOpt's on residual Adds, INT8
+        # FLOPs, FP32 nodes and fusable blocks (benchmarks/qdq_compare.py), so ORT stays the default
+        calibration["qdq_placement"] = "tensorrt-fusion"
+        calibration["quantizer_choice"] = ("ort: default for --target tensorrt; its TensorRT fusion placement "
+                                           "matches ModelOpt's counts (benchmarks/qdq_compare.py)")
     int8_path = state.out / T.onnx_artifact("int8").filename
     if cfg.quantizer == "modelopt":
         from corese_edge.data.calibration import CalibrationBatches
