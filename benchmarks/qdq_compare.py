@@ -87,6 +87,43 @@ def other_dq_readers(graph) -> Counter:
     return c
 
 
+def comparison_table(census: dict, drift: dict) -> str:
+    """Markdown rows: residual Adds quantized, INT8 FLOPs, FP32 nodes, fusable blocks, boundaries, drift."""
+    cols = list(census)
+    lines = ["| | " + " | ".join(cols) + " |", "| --- |" + " --- |" * len(cols)]
+
+    def row(label, fn):
+        lines.append(f"| {label} | " + " | ".join(fn(census[k], k) for k in cols) + " |")
+
+    fusion = {k: c.fusion.to_dict() for k, c in census.items()}
+    row("residual Adds with a quantized residual input",
+        lambda c, k: f"{fusion[k]['residual_adds']['quantized']} of {fusion[k]['residual_adds']['total']}")
+    row("INT8 share of FLOPs", lambda c, k: f"{100 * c.int8_flop_share:.2f} %")
+    row("FP32 compute nodes", lambda c, k: str(len(c.fp32_nodes)))
+    row("fusable blocks (INT8 weighted op whose chain ends in a Q)",
+        lambda c, k: f"{fusion[k]['fusable']} of {fusion[k]['weighted_int8']}")
+    row("boundaries INT8->FP16 / FP16->INT8", lambda c, k: f"{fusion[k]['int8_to_fp16']} / {fusion[k]['fp16_to_int8']}")
+    row("max |logit - FP32|, top-1 agreement",
+        lambda c, k: f"{drift[k][0]:.4f}, {100 * drift[k][1]:.0f} %" if k in drift else "-")
+    return "\n".join(lines)
+
+
+def quantizer_choice(census: dict, drift: dict) -> str:
+    """Issue 17's rule: ModelOpt becomes the --target tensorrt default only if it wins on every count
+    and its drift is no worse."""
+    mo, ours = census["modelopt"], census["ort-s8s8"]
+    fm, fo = mo.fusion.to_dict(), ours.fusion.to_dict()
+    wins = [mo.int8_flop_share > ours.int8_flop_share, len(mo.fp32_nodes) < len(ours.fp32_nodes),
+            fm["fusable"] > fo["fusable"],
+            fm["int8_to_fp16"] + fm["fp16_to_int8"] < fo["int8_to_fp16"] + fo["fp16_to_int8"],
+            fm["residual_adds"]["quantized"] > fo["residual_adds"]["quantized"]]
+    no_worse = drift["modelopt"][0] <= drift["ort-s8s8"][0]
+    if all(wins) and no_worse:
+        return "decision: ModelOpt wins on every count with no worse drift -> make it the tensorrt default"
+    return (f"decision: keep ours (ModelOpt wins on {sum(wins)} of {len(wins)} counts; drift "
+            f"{'no worse' if no_worse else 'worse'} than ours)")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--variant", default="coresse")
@@ -213,15 +250,22 @@ def main() -> int:
         print("\n== 5. Q/DQ rules (strongly typed) and logits against FP32 (ORT, graph optimizations off) ==")
         x = np.concatenate(list(CalibrationBatches([s.path for s in index.split("test")], prep, 8)))
         ref = onnx_logits(fp32, x)
+        drift = {}
         for k, g in graphs.items():
             problems = qdq_rule_violations(g["proto"], strongly_typed=True)
             runner = drift_ort_runner(g["path"], reference_arithmetic=True).activate()
             logits = timed(f"{k} logits", lambda batch: runner_logits(runner, batch), x)
             runner.close()
+            drift[k] = (float(np.abs(logits - ref).max()), float((logits.argmax(1) == ref.argmax(1)).mean()))
             print(f"{k:9}: rule violations {len(problems)}{': ' + problems[0] if problems else ''}; "
                   f"on {len(x)} images max |logit - FP32| {np.abs(logits - ref).max():.4f} "
                   f"(FP32 logits up to {np.abs(ref).max():.4f}), top-1 agreement "
                   f"{100 * (logits.argmax(1) == ref.argmax(1)).mean():.0f}%")
+
+        # 6. the yardstick table (issue 17): fusion view of the census beside INT8 FLOPs and FP32 nodes
+        print("\n== 6. ours against ModelOpt: placement, precision, TensorRT fusion (census fusion view) ==")
+        print(comparison_table(census, drift))
+        print(quantizer_choice(census, drift))
     print(f"\ntotal {time.perf_counter() - start:.0f} s")
     return 0
 
