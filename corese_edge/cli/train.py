@@ -25,7 +25,7 @@ Examples:
 """)
 @click.option("--data", type=click.Path(), help="Dataset folder (RAF-DB basic/Kaggle, AffectNet Kaggle/official, or class folders).")
 @click.option("--dataset", type=click.Choice(CHOICE_LAYOUTS), help="Force a layout instead of detecting it.  [default: auto]")
-@click.option("--model", help="Variant: coresse (ResNet-50 + ConvNeXt-T) or coresse-lite.  [default: coresse]")
+@click.option("--model", help="Variant: coresse (ResNet-50 + ConvNeXt-T), coresse-lite (ResNet-18 + ConvNeXt-Atto) or coresse-test (tiny, for tests/CI).  [default: coresse]")
 @click.option("--img-size", type=int, help="Square input size.  [default: 224]")
 @click.option("--epochs", type=int, help="[default: 50]")
 @click.option("--batch-size", type=int, help="Images per step per process; even (Mixup pairs).  [default: 32]")

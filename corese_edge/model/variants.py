@@ -66,6 +66,21 @@ register_variant(
         description="ResNet-18 + ConvNeXt-Atto, for small Jetsons and for tests",
     )
 )
+register_variant(
+    Variant(
+        name="coresse-test",
+        # timm's own test backbones (timm/models/resnet.py and convnext.py register test_resnet and
+        # test_convnext for its CI): the same block types at a few hundred thousand parameters
+        resnet="test_resnet",
+        convnext="test_convnext",
+        resnet_pretrained="test_resnet.r160_in1k",
+        convnext_pretrained="test_convnext.r160_in1k",
+        resnet_features=96,
+        convnext_features=64,
+        dropout=0.0,
+        description="timm's test_resnet + test_convnext, 0.7 M parameters, for tests and CI (not for deployment)",
+    )
+)
 
 
 def get_variant(name: str) -> Variant:
