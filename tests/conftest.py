@@ -3,8 +3,9 @@
 * ``tiny_checkpoint``: an untrained coresse-lite checkpoint at 32 px (fast; for plumbing tests).
 * ``tiny_onnx``: its FP32 ONNX export with corese-edge metadata.
 * ``synthetic_data``: a small synthetic expression set in the Kaggle RAF-DB layout.
-* ``trained_run``: a short real training run of coresse-lite on ``synthetic_data`` (session
-  scoped, shared by the export, runtime and evaluate tests). ``trained_run.swa_path`` etc.
+* ``trained_run``: a real training run of the tiny ``coresse-test`` variant at 32 px on
+  ``synthetic_data`` (session scoped, shared by the train, export, runtime and evaluate tests), long
+  enough to discriminate (89 % SWA test accuracy against 14 % chance). ``trained_run.swa_path`` etc.
 """
 from __future__ import annotations
 
@@ -74,19 +75,35 @@ def synthetic_data(tmp_path_factory) -> Path:
     return generate(tmp_path_factory.mktemp("synthetic") / "faces", train_per_class=40, test_per_class=12, size=64, seed=0)
 
 
+#: how ``trained_run`` trains (tests that check what the run recorded compare against these)
+TRAINED_MODEL = "coresse-test"
+TRAINED_SIZE = 32
+TRAINED_EPOCHS = 30
+#: SWA averages the epochs from int(0.75 * epochs) (0-based) on: 30 - 22 = 8 models
+TRAINED_SWA_MODELS = TRAINED_EPOCHS - int(0.75 * TRAINED_EPOCHS)
+
+
 @pytest.fixture(scope="session")
 def trained_run(synthetic_data, tmp_path_factory):
-    """A real (short) training run: coresse-lite, 48 px, a few epochs, SWA at the end."""
+    """A real training run that discriminates: coresse-test, 32 px, 30 epochs, SWA over the last quarter.
+
+    No Mixup/CutMix (the set is small and the cues are clear).  30 epochs of the tiny variant took
+    46 s on 2 cores where 4 epochs of coresse-lite at 48 px (the former fixture, 18 %) took longer;
+    the SWA model reaches 89 % test accuracy on the 84 test images (best-on-validation 90 %,
+    chance 14 %), so predictions, confusion matrices and drift are those of a working classifier.
+    """
     from corese_edge.train import TrainConfig, train
 
     cfg = TrainConfig(
         data=str(synthetic_data),
-        model="coresse-lite",
-        img_size=48,
-        epochs=4,
-        batch_size=32,
-        lr=2e-3,
+        model=TRAINED_MODEL,
+        img_size=TRAINED_SIZE,
+        epochs=TRAINED_EPOCHS,
+        batch_size=16,
+        lr=3e-3,
         warmup_epochs=1,
+        mixup=0.0,
+        cutmix=0.0,
         pretrained="none",
         workers=0,
         seed=0,

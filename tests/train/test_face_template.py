@@ -14,6 +14,7 @@ from click.testing import CliRunner
 from corese_edge.model import load_checkpoint
 from corese_edge.preprocessing import DEFAULT_FACE_TEMPLATE, FaceTemplate
 from corese_edge.train import TrainConfig, train
+from tests.conftest import TRAINED_SIZE
 
 pytestmark = pytest.mark.slow
 
@@ -22,7 +23,7 @@ SAMPLE = 24
 
 
 def _cfg(data, out, **kw) -> TrainConfig:
-    options = dict(data=str(data), model="coresse-lite", img_size=32, epochs=1, batch_size=8, lr=1e-3,
+    options = dict(data=str(data), model="coresse-test", img_size=32, epochs=1, batch_size=8, lr=1e-3,
                    warmup_epochs=0, pretrained="none", workers=0, seed=0, out=str(out), progress=False,
                    face_template_images=SAMPLE)
     return TrainConfig(**{**options, **kw})
@@ -40,7 +41,7 @@ def test_a_run_carries_its_learned_template_everywhere(trained_run):
     """The shared training run (synthetic set, default sample of 300): learned, in every
     checkpoint, with the statistics in the checkpoints and the report."""
     stats = trained_run.report["face_template"]
-    assert stats["source"] == "learned" and stats["reason"] is None and stats["size"] == 48
+    assert stats["source"] == "learned" and stats["reason"] is None and stats["size"] == TRAINED_SIZE
     assert stats["found"] >= stats["images"] // 2 and stats["images"] == min(stats["sample"], stats["available"])
     template = FaceTemplate.from_dict(stats["template"])
     assert template.source == "learned" and template.images == stats["found"] and template != DEFAULT_FACE_TEMPLATE

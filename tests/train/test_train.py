@@ -13,6 +13,7 @@ from corese_edge.cli import cli
 from corese_edge.model import load_checkpoint
 from corese_edge.train.config import TrainConfig
 from corese_edge.train.trainer import lr_factor
+from tests.conftest import TRAINED_EPOCHS, TRAINED_MODEL, TRAINED_SIZE, TRAINED_SWA_MODELS
 
 pytestmark = pytest.mark.slow
 
@@ -36,24 +37,31 @@ def test_run_folder_holds_every_artifact(trained_run):
     for png in ("confusion_matrix.png", "curves.png"):
         assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     rows = [json.loads(l) for l in (out / "metrics.jsonl").read_text().splitlines()]
-    assert [r["epoch"] for r in rows] == [1, 2, 3, 4]
+    assert [r["epoch"] for r in rows] == list(range(1, TRAINED_EPOCHS + 1))
     assert all(r["schema"] == "corese-edge/metrics/1" for r in rows)
     cfg = yaml.safe_load((out / "config.yaml").read_text())
-    assert cfg["model"] == "coresse-lite" and cfg["dataset"] == "rafdb-kaggle" and cfg["epochs"] == 4
+    assert cfg["model"] == TRAINED_MODEL and cfg["dataset"] == "rafdb-kaggle" and cfg["epochs"] == TRAINED_EPOCHS
+
+
+def test_trained_run_discriminates(trained_run):
+    """The shared run is a working classifier (chance on 7 classes is 14 %), so the tests built on it
+    see real predictions."""
+    r = json.loads((trained_run.out_dir / "report.json").read_text())
+    assert r["test"]["accuracy"] >= 0.75, r["test"]["accuracy"]
 
 
 def test_report_describes_swa_and_best_models(trained_run, synthetic_data):
     r = json.loads((trained_run.out_dir / "report.json").read_text())
     assert r["schema"] == "corese-edge/report/1"
-    # swa_start 0.75 of 4 epochs -> averaging from the end of epoch int(3) (0-based), i.e. 1 model
-    assert r["swa_models"] == 1
+    # swa_start 0.75 of 30 epochs -> averaging from the end of epoch int(22.5) = 22 (0-based), i.e. 8 models
+    assert r["swa_models"] == TRAINED_SWA_MODELS == 8
     n_test, n_val = r["dataset"]["test"], r["dataset"]["val"]
     assert n_test == 7 * 12 and n_val > 0 and r["dataset"]["train"] + n_val == 7 * 40
     for part, n in ((r["test"], n_test), (r["val"], n_val), (r["best"]["test"], n_test), (r["best"]["val"], n_val)):
         _check_report_part(part, n, 7)
     swa = load_checkpoint(trained_run.swa_path)
     assert swa.kind == "swa" and swa.metrics["test"]["accuracy"] == r["test"]["accuracy"]
-    assert swa.preprocessing.size == 48 and swa.class_names[3] == "Happiness"
+    assert swa.preprocessing.size == TRAINED_SIZE and swa.class_names[3] == "Happiness"
 
 
 def test_evaluate_writes_beside_checkpoint_and_checks_batch_independence(trained_run):
