@@ -30,7 +30,7 @@ WORKER = textwrap.dedent('''
     mode, data, out = sys.argv[1:4]
     if mode == "alone":
         nn.parallel.DistributedDataParallel = lambda module, **kwargs: module
-    cfg = TrainConfig(data=data, out=out, model="coresse-lite", img_size=32, epochs=1, batch_size=8, lr=2e-3,
+    cfg = TrainConfig(data=data, out=out, model="coresse-test", img_size=32, epochs=1, batch_size=8, lr=2e-3,
                       pretrained="none", workers=0, seed=3, progress=False)
     final = {}
 

@@ -18,7 +18,7 @@ from corese_edge.train import TrainConfig, TrainingDiverged, train
 
 pytestmark = pytest.mark.slow
 
-TINY = dict(model="coresse-lite", img_size=32, epochs=3, batch_size=16, lr=2e-3, warmup_epochs=1,
+TINY = dict(model="coresse-test", img_size=32, epochs=3, batch_size=16, lr=2e-3, warmup_epochs=1,
             pretrained="none", workers=0, seed=5, progress=False)
 #: SWA averages from the end of the first epoch, so a kill after it interrupts a run whose
 #: AveragedModel already holds a model (its state must survive the resume too)

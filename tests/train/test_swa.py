@@ -26,7 +26,7 @@ def swa_run(small_faces, tmp_path_factory):
     def keep(epoch, model):
         kept[epoch] = {k: v.detach().clone() for k, v in model.state_dict().items()}
 
-    cfg = TrainConfig(data=str(small_faces), model="coresse-lite", img_size=32, epochs=EPOCHS, batch_size=8,
+    cfg = TrainConfig(data=str(small_faces), model="coresse-test", img_size=32, epochs=EPOCHS, batch_size=8,
                       lr=2e-3, warmup_epochs=1, swa_start=SWA_START, mixup=0.0, cutmix=0.0, pretrained="none",
                       workers=0, seed=2, progress=False, out=str(tmp_path_factory.mktemp("swa") / "run"))
     result = train(cfg, on_epoch_end=keep)
@@ -44,7 +44,7 @@ def test_swa_weights_are_the_mean_of_the_averaged_epochs(swa_run):
     assert len(averaged) >= 3
     assert result.report["swa_models"] == len(averaged)
 
-    names = [n for n, _ in CoResSE("coresse-lite", 7).named_parameters()]
+    names = [n for n, _ in CoResSE("coresse-test", 7).named_parameters()]
     swa = load_checkpoint(result.swa_path)
     assert swa.metrics["swa_models"] == len(averaged)
     swa_params = {n: swa.state_dict[n] for n in names}
