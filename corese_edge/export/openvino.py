@@ -173,7 +173,7 @@ def ir_from_onnx(onnx_path: str | os.PathLike, xml_path: str | os.PathLike, *,
     model = _convert(ov, onnx_path)
     facts = {"precision": "fp32", "quantizer": "none"}
     facts.update(build or {})
-    return _save_ir(ov, model, xml_path, props, _build_facts(ov, onnx_path, facts))
+    return save_ir(ov, model, xml_path, props, _build_facts(ov, onnx_path, facts))
 
 
 # ------------------------------------------------------------------------------- INT8 IR
@@ -246,7 +246,7 @@ def quantize_ir(
         raise UserError(f"{source}: OpenVINO found nothing quantized in it (no FakeQuantize); "
                         + ("export it with --int8" if route == "qdq" else "NNCF quantized no layer"))
     facts.update(build or {})
-    return _save_ir(ov, model, xml_path, props, _build_facts(ov, source, facts))
+    return save_ir(ov, model, xml_path, props, _build_facts(ov, source, facts))
 
 
 def quantized_layers(model: Any) -> int:
@@ -388,7 +388,7 @@ def _build_facts(ov, source: str | os.PathLike, facts: Mapping[str, str]) -> dic
     return out
 
 
-def _save_ir(ov, model, xml_path: str | os.PathLike, props: Mapping[str, str], build: Mapping[str, str]) -> Path:
+def save_ir(ov, model, xml_path: str | os.PathLike, props: Mapping[str, str], build: Mapping[str, str]) -> Path:
     """Metadata into rt_info, then ``ov.save_model`` to temporaries beside ``xml_path``, moved into place."""
     from corese_edge.metadata import write_rt_info
 

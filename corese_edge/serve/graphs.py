@@ -20,7 +20,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from corese_edge.atomic import atomic_files, atomic_path
+from corese_edge.atomic import atomic_path
 from corese_edge.errors import UserError, require
 from corese_edge.serve.artifact import FRAMES, PROBABILITIES, ArtifactFacts
 
@@ -85,7 +85,7 @@ def served_openvino(facts: ArtifactFacts, xml_out: str | os.PathLike) -> Path:
     ov = require("openvino", "openvino", "to package an OpenVINO IR")
     from openvino.preprocess import PrePostProcessor
 
-    from corese_edge.metadata import read_rt_info, write_rt_info
+    from corese_edge.metadata import read_rt_info
 
     model = ov.Core().read_model(os.fspath(facts.path))
     meta, build = read_rt_info(model, str(facts.path))
@@ -107,11 +107,6 @@ def served_openvino(facts: ArtifactFacts, xml_out: str | os.PathLike) -> Path:
         model = ov.Model([softmax.output(0)], model.get_parameters(), model.get_friendly_name())
     model.inputs[0].get_tensor().set_names({FRAMES})
     props = replace(meta, preprocessing=replace(prep, layout="nhwc")).to_props()
-    write_rt_info(model, props, {**build, "served": "frames -> probabilities (corese-edge package)"})
-    xml = Path(xml_out)
-    with atomic_files(xml.with_suffix(".bin"), xml) as (tmp_bin, tmp_xml):
-        try:
-            ov.save_model(model, os.fspath(tmp_xml), compress_to_fp16=False)
-        except Exception as exc:
-            raise UserError(f"{xml}: OpenVINO could not save the served IR ({str(exc).strip().splitlines()[-1][:200]})") from None
-    return xml
+    from corese_edge.export.openvino import save_ir
+
+    return save_ir(ov, model, xml_out, props, {**build, "served": "frames -> probabilities (corese-edge package)"})
