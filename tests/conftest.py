@@ -16,17 +16,6 @@ import pytest
 
 os.environ.setdefault("OMP_NUM_THREADS", "2")
 
-# Diagnostic workaround, not a fix: full runs of this suite died with SIGSEGV (rc 139, no Python
-# traceback) at tests/train/test_resume_ddp.py's first test, after ~780 passing tests, while each
-# directory before it together with that test passes.  That test launches its trainings as
-# subprocesses from a process that by then holds many native thread pools (ONNX Runtime, OpenVINO's
-# oneTBB, OpenCV, torch); CPython 3.11+ launches subprocesses with vfork, sharing the parent's
-# memory until exec, and offers this switch for exactly that doubt (subprocess._USE_VFORK).
-import subprocess as _subprocess  # noqa: E402
-
-if hasattr(_subprocess, "_USE_VFORK"):
-    _subprocess._USE_VFORK = False
-
 #: The YuNet face model kept outside the project (``../shared/models`` from the repository root),
 #: so the face tests and training's template detection run the real detector offline.
 SHARED_FACE_MODEL = Path(__file__).resolve().parents[1].parent / "shared" / "models" / "face_detection_yunet_2023mar.onnx"
