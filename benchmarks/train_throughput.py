@@ -66,18 +66,11 @@ def demo_setting() -> Setting:
 
 
 def machine_line() -> str:
-    from corese_edge.machine import cpu_flags, cpu_name
+    """The bench layer's one-line machine description (CPU flags, GPU), plus load and torch threads."""
+    from corese_edge.bench.machine import describe, machine_info
 
-    wanted = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_tile")
-    flags = " ".join(f for f in cpu_flags() if f in wanted) or "no x86 SIMD flags read"
     load = " ".join(f"{v:.1f}" for v in os.getloadavg())
-    text = f"{cpu_name()} ({os.cpu_count()} cores, {flags}), load {load}, torch {torch.__version__}, {torch.get_num_threads()} threads"
-    if torch.cuda.is_available():
-        p = torch.cuda.get_device_properties(0)
-        text += f", GPU {p.name} (sm_{p.major}{p.minor}, {p.total_memory / 2**30:.0f} GiB), CUDA {torch.version.cuda}"
-    else:
-        text += ", no GPU"
-    return text
+    return f"{describe(machine_info())}, load {load}, torch {torch.__version__}, {torch.get_num_threads()} threads"
 
 
 def ceiling(model_name: str, batch: int, size: int, steps: int, warmup: int, device: torch.device,
