@@ -63,9 +63,8 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
                f"(SWA from epoch {int(0.75 * epochs) + 1}){' - resuming' if resume else ''}")
     tcfg = TrainConfig(
         data=str(data), model="coresse-lite", img_size=cfg.img_size, epochs=epochs, batch_size=32,
-        # workers=0: the demo then runs OpenVINO and NNCF in this same process, and after forked
-        # DataLoader workers that corrupted the Python heap (a segfault minutes later; measured with
-        # OpenVINO 2026.4 / NNCF 3.4, root cause not found).  Separate train / export commands are unaffected.
+        # workers=0 is the recipe as timed.  (The SIGSEGV once blamed on worker processes came from
+        # OpenVINO's signal stack: docs/ARCHITECTURE.md, "The OpenVINO signal-stack crash".)
         lr=DEMO_LR, warmup_epochs=1, pretrained="none", workers=0, seed=cfg.seed, out=str(run_dir),
         resume=resume, progress=cfg.progress,
     )

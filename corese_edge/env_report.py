@@ -68,8 +68,10 @@ def collect_env() -> dict[str, Any]:
     ov = libs["openvino"].pop("module", None)
     if ov is not None:
         try:
+            from corese_edge.runtime.openvino import shared_core
+
             libs["openvino"]["version"] = ov.get_version()  # the full build string, as OpenVINO reports it
-            libs["openvino"]["devices"] = list(ov.Core().available_devices)
+            libs["openvino"]["devices"] = list(shared_core().available_devices)
         except Exception as exc:  # a plugin that fails to load must not crash env
             libs["openvino"]["devices_error"] = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
     libs["nncf"] = _installed("nncf")

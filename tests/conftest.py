@@ -34,6 +34,26 @@ def shared_face_model():
     mp.undo()
 
 
+@pytest.fixture(autouse=True)
+def signal_stack_stays_valid():
+    """After every test the main thread's alternate signal stack still lies in mapped memory.
+
+    OpenVINO's CPU plugin leaves it pointing at freed memory when cores are freed out of order, and
+    the next Python signal handler then kills the whole session with SIGSEGV, tests later (it took
+    the CI run down at the first subprocess exit after torch's DataLoader had set its SIGCHLD
+    handler; corese_edge/sigstack.py).  corese-edge code must never leave it so; tests use
+    ``shared_core()`` rather than cores of their own for the same reason."""
+    yield
+    from corese_edge.sigstack import repair_signal_stack, signal_stack_is_valid
+
+    broken = not signal_stack_is_valid()
+    if broken:
+        repair_signal_stack()  # so that this test fails, not the whole session later
+    assert not broken, (
+        "this test left the main thread's alternate signal stack on unmapped memory (OpenVINO cores freed "
+        "out of order without corese_edge.sigstack.repair_signal_stack); any later signal would crash the run")
+
+
 TINY_SIZE = 32
 CLASSES = ("Surprise", "Fear", "Disgust", "Happiness", "Sadness", "Anger", "Neutral")
 

@@ -17,6 +17,7 @@ from corese_edge.cli import cli
 from corese_edge.metadata import ArtifactMetadata
 from corese_edge.model.checkpoint import load_checkpoint
 from corese_edge.preprocessing import DEFAULT_FACE_TEMPLATE, FaceTemplate, Preprocessing
+from corese_edge.runtime.openvino import shared_core
 
 #: a learned template unlike the default in every number, so a lost template cannot pass
 LEARNED = FaceTemplate(right_eye=(0.3412, 0.4321), left_eye=(0.6789, 0.4123), mouth=(0.4987, 0.7654),
@@ -79,7 +80,7 @@ def test_openvino_rt_info_round_trip(tmp_path):
     meta = ArtifactMetadata(("a", "b"), Preprocessing(size=8, face_template=LEARNED), "coresse-lite", "0" * 64, "test")
     write_rt_info(model, meta.to_props(), {"precision": "fp32"})
     ov.save_model(model, tmp_path / "tiny.xml")
-    back, build = read_rt_info(ov.Core().read_model(tmp_path / "tiny.xml"), "tiny.xml")
+    back, build = read_rt_info(shared_core().read_model(tmp_path / "tiny.xml"), "tiny.xml")
     assert back.preprocessing.face_template == LEARNED and build == {"precision": "fp32"}
 
 

@@ -39,6 +39,8 @@ import numpy as np
 
 from corese_edge.atomic import atomic_files, file_sha256
 from corese_edge.errors import MissingExtra, UserError, require
+from corese_edge.runtime.openvino import shared_core
+from corese_edge.sigstack import signal_stack_guard
 
 
 ROUTES = ("nncf", "qdq")
@@ -134,8 +136,8 @@ def device_float_precision(device: str = "CPU") -> str:
     the property falls back on its ``OPTIMIZATION_CAPABILITIES``.  A device OpenVINO does not see is
     a one-line :class:`UserError` naming the ones it does.
     """
-    ov = _openvino()
-    core = ov.Core()
+    _openvino()
+    core = shared_core()
     if device.split(":")[0].split(".")[0] not in {d.split(".")[0] for d in core.available_devices} | {"AUTO", "HETERO", "MULTI"}:
         raise UserError(f"OpenVINO device {device!r} is not available here; available: {', '.join(core.available_devices)}")
     try:
@@ -318,7 +320,8 @@ def _nncf_quantize(nncf, model, images: _CalibrationImages, max_drop_pp: float |
     common.update(overrides or {})
     calibration = nncf.Dataset(images)
     try:
-        with _quiet_nncf(progress):
+        # NNCF makes and frees OpenVINO cores of its own (sigstack.py says what that can break)
+        with _quiet_nncf(progress), signal_stack_guard():
             if max_drop_pp is None:
                 return nncf.quantize(model, calibration, **common)
             x, y = validation

@@ -122,9 +122,10 @@ def _tool_versions() -> dict[str, str | None]:
 
 
 def _platform_name() -> str:
-    """``platform.platform()``'s text without its ``uname -p`` subprocess: iterating ``platform.uname()``
-    forks ``uname -p`` for the processor field, and forking this process once OpenVINO, ONNX Runtime,
-    OpenCV and torch have their thread pools running crashed it (SIGSEGV in the quick demo test)."""
+    """``platform.platform()``'s text without its ``uname -p`` subprocess (iterating ``platform.uname()``
+    runs ``uname -p`` for the processor field): a subprocess costs a fork for a field nobody reads.
+    (The SIGSEGV once seen here came when that child exited, from OpenVINO's signal stack;
+    docs/ARCHITECTURE.md, "The OpenVINO signal-stack crash".)"""
     libc, version = platform.libc_ver()
     return "-".join(p for p in (platform.system(), platform.release(), platform.machine(),
                                 f"with-{libc}{version}" if libc else "") if p)

@@ -41,8 +41,30 @@ import numpy as np
 from corese_edge.errors import UserError, require
 from corese_edge.metadata import ArtifactMetadata, read_rt_info
 from corese_edge.runtime.base import Runner, TensorSpec
+from corese_edge.sigstack import signal_stack_guard
 
 log = logging.getLogger(__name__)
+
+_core_lock = threading.Lock()
+_core: Any = None
+
+
+def shared_core() -> Any:
+    """The process's one ``openvino.Core``, made on first use and never freed.
+
+    Every corese-edge component reads and compiles through it.  OpenVINO's CPU plugin swaps the
+    thread's alternate signal stack when a core first uses the CPU and swaps it back when that core
+    goes; cores freed out of order leave the stack pointing at freed memory, and the next Python
+    signal handler (Ctrl-C, the SIGCHLD handler of torch's DataLoader) then kills the process with
+    SIGSEGV (corese_edge/sigstack.py, docs/ARCHITECTURE.md).  One core that lives as long as the
+    process cannot be freed out of order.  Thread-safe."""
+    global _core
+    with _core_lock:
+        if _core is None:
+            ov = require("openvino", "openvino", "to run OpenVINO models (.xml)")
+            with signal_stack_guard():
+                _core = ov.Core()
+        return _core
 
 HINTS = {"latency": "LATENCY", "throughput": "THROUGHPUT", "cumulative_throughput": "CUMULATIVE_THROUGHPUT"}
 #: user spelling -> OpenVINO element type name of INFERENCE_PRECISION_HINT
@@ -153,7 +175,7 @@ class OpenVinoRunner(Runner):
         return cfg
 
     def _activate(self) -> None:
-        ov = require("openvino", "openvino", "to run OpenVINO models (.xml)")
+        require("openvino", "openvino", "to run OpenVINO models (.xml)")
         p = Path(self.path)
         if not p.is_file():
             raise UserError(f"model not found: {p}")
@@ -162,7 +184,7 @@ class OpenVinoRunner(Runner):
                 f"{p.with_suffix('.bin')}: weights file missing; an OpenVINO IR is the .xml and the .bin together, "
                 "copy both (or re-export with 'corese-edge export --target openvino')"
             )
-        core = ov.Core()
+        core = shared_core()
         check_device(self.device, list(core.available_devices))
         try:
             model = core.read_model(str(p))

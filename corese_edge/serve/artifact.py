@@ -140,14 +140,15 @@ def _onnx(p: Path) -> ArtifactFacts:
 
 
 def _openvino(p: Path) -> ArtifactFacts:
-    ov = require("openvino", "openvino", "to package an OpenVINO IR")
+    require("openvino", "openvino", "to package an OpenVINO IR")
     from corese_edge.metadata import read_rt_info
+    from corese_edge.runtime.openvino import shared_core
 
     bin_path = p.with_suffix(".bin")
     if not bin_path.is_file():
         raise UserError(f"{p}: its weights {bin_path.name} are missing beside it; copy the .xml and .bin together")
     try:
-        model = ov.Core().read_model(os.fspath(p))
+        model = shared_core().read_model(os.fspath(p))
     except Exception as exc:
         raise UserError(f"{p}: OpenVINO cannot read the IR ({str(exc).strip().splitlines()[-1][:200]})") from None
     meta, build = read_rt_info(model, str(p))

@@ -86,8 +86,9 @@ def served_openvino(facts: ArtifactFacts, xml_out: str | os.PathLike) -> Path:
     from openvino.preprocess import PrePostProcessor
 
     from corese_edge.metadata import read_rt_info
+    from corese_edge.runtime.openvino import shared_core
 
-    model = ov.Core().read_model(os.fspath(facts.path))
+    model = shared_core().read_model(os.fspath(facts.path))
     meta, build = read_rt_info(model, str(facts.path))
     prep = meta.preprocessing
     if not facts.takes_frames:

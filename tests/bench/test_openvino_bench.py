@@ -13,6 +13,7 @@ from click.testing import CliRunner
 
 from corese_edge.cli import cli
 from tests.runtime.test_openvino_runner import _fake_quantize_ir, ir_from, write_tiny_onnx
+from corese_edge.runtime.openvino import shared_core
 
 ov = pytest.importorskip("openvino")
 
@@ -132,7 +133,7 @@ def test_suite_has_openvino_rows(tmp_path, tiny_suite_models):
                             calib_images=2, results_dir=str(tmp_path / "results"), markdown=str(tmp_path / "R.md"), threads=1)
     run = suite.run_suite(cfg, progress=lambda m: None)
     ov_rows = {(r["artifact"], r["precision"]) for r in run["results"] if r["backend"] == "openvino"}
-    default = {"f32": "fp32", "bf16": "bf16", "f16": "fp16"}[ov.Core().get_property("CPU", "INFERENCE_PRECISION_HINT").get_type_name()]
+    default = {"f32": "fp32", "bf16": "bf16", "f16": "fp16"}[shared_core().get_property("CPU", "INFERENCE_PRECISION_HINT").get_type_name()]
     assert ov_rows == {("model.xml", default), ("model.onnx", default), ("model.int8.onnx", "int8")}
     not_run = {(r["backend"], r["precision"]) for r in run["not_run"]}
     assert ("openvino", "fp16") in not_run and ("openvino", "fp32") not in not_run

@@ -29,6 +29,7 @@ from corese_edge.export import openvino as ovx  # noqa: E402
 from corese_edge.export.onnx_fp32 import read_metadata, set_metadata  # noqa: E402
 from corese_edge.metadata import ArtifactMetadata, read_rt_info  # noqa: E402
 from corese_edge.preprocessing import FaceTemplate, Preprocessing  # noqa: E402
+from corese_edge.runtime.openvino import shared_core  # noqa: E402
 
 SIZE = 8
 # a template that is not the default, so the test sees it travel rather than being filled back in
@@ -95,13 +96,13 @@ def _ort_logits(onnx_path: Path | bytes, x: np.ndarray) -> np.ndarray:
 
 
 def _ov_logits(xml: Path, x: np.ndarray, precision: str = "f32") -> np.ndarray:
-    compiled = ov.Core().compile_model(os.fspath(xml), "CPU", {"INFERENCE_PRECISION_HINT": precision})
+    compiled = shared_core().compile_model(os.fspath(xml), "CPU", {"INFERENCE_PRECISION_HINT": precision})
     return compiled(x)[compiled.outputs[0]]
 
 
 def _input_range(xml: Path) -> float:
     """input_high of the FakeQuantize on the model input (what calibration measured there)."""
-    model = ov.Core().read_model(os.fspath(xml))
+    model = shared_core().read_model(os.fspath(xml))
     for op in model.get_ordered_ops():
         if op.get_type_name() == "FakeQuantize" and op.input_value(0).get_node().get_type_name() == "Parameter":
             high = op.input_value(2).get_node()
@@ -121,7 +122,7 @@ def test_float_ir_round_trip_of_the_real_model(tiny_onnx, tmp_path):
     xml = ovx.ir_from_onnx(tiny_onnx, tmp_path / "model.xml", build={"note": "test"})
     assert xml == tmp_path / "model.xml" and xml.is_file() and xml.with_suffix(".bin").is_file()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model.bin", "model.xml"]  # no temporaries left
-    model = ov.Core().read_model(os.fspath(xml))
+    model = shared_core().read_model(os.fspath(xml))
     meta, build = read_rt_info(model, os.fspath(xml))
     assert meta == read_metadata(tiny_onnx)
     assert build["source_onnx_sha256"] == _sha(tiny_onnx) and build["precision"] == "fp32"
@@ -149,12 +150,12 @@ def test_the_bin_is_moved_into_place_before_the_xml_and_the_files_get_the_umask_
     assert moved == ["m.bin", "m.xml"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.bin", "m.xml"]
     assert {oct(p.stat().st_mode & 0o777) for p in (xml, xml.with_suffix(".bin"))} == {oct(0o640)}
-    assert ov.Core().read_model(os.fspath(xml)).inputs[0].get_partial_shape()[0].is_dynamic
+    assert shared_core().read_model(os.fspath(xml)).inputs[0].get_partial_shape()[0].is_dynamic
 
 
 def test_float_ir_carries_metadata_dynamic_batch_and_fp32_weights(small_onnx, tmp_path):
     xml = ovx.ir_from_onnx(small_onnx, tmp_path / "model.xml")
-    model = ov.Core().read_model(os.fspath(xml))
+    model = shared_core().read_model(os.fspath(xml))
     meta, build = read_rt_info(model, os.fspath(xml))
     assert meta == _meta() and meta.preprocessing.face_template == TEMPLATE
     assert build["source_onnx"] == "model.onnx" and build["source_onnx_sha256"] == _sha(small_onnx)
@@ -168,7 +169,7 @@ def test_float_ir_carries_metadata_dynamic_batch_and_fp32_weights(small_onnx, tm
 
 def test_device_float_precision_is_what_a_compiled_float_ir_runs_at(small_onnx, tmp_path):
     xml = ovx.ir_from_onnx(small_onnx, tmp_path / "model.xml")
-    compiled = ov.Core().compile_model(os.fspath(xml), "CPU")
+    compiled = shared_core().compile_model(os.fspath(xml), "CPU")
     expected = {"bf16": "bf16", "f32": "fp32", "f16": "fp16"}[compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name()]
     assert ovx.device_float_precision("CPU") == expected
     with pytest.raises(UserError, match="not available here; available: .*CPU"):
@@ -233,7 +234,7 @@ def test_a_failed_quantization_keeps_the_previous_int8_ir(small_onnx, small_int8
 
 
 def test_int8_ir_is_quantized_carries_metadata_and_stays_close_to_fp32(small_onnx, small_int8):
-    model = ov.Core().read_model(os.fspath(small_int8))
+    model = shared_core().read_model(os.fspath(small_int8))
     assert ovx.quantized_layers(model) >= 3  # the input of both convolutions and of the head
     meta, build = read_rt_info(model, os.fspath(small_int8))
     assert meta == _meta()
@@ -266,7 +267,7 @@ def test_a_subset_is_spread_over_the_stream_and_a_generator_works(small_onnx, sm
     stream = _calib(scale=1.0, batches=8) + _calib(scale=10.0, batches=8, seed=2)
     spread = ovx.quantize_ir(small_onnx, tmp_path / "spread.xml", stream, subset_size=32, progress=False)
     assert _input_range(spread) > 5.0
-    assert read_rt_info(ov.Core().read_model(os.fspath(spread)))[1]["calibration_images"] == "32"
+    assert read_rt_info(shared_core().read_model(os.fspath(spread)))[1]["calibration_images"] == "32"
     # a one-shot generator: NNCF makes several passes over the data, each must see the images
     once = ovx.quantize_ir(small_onnx, tmp_path / "once.xml", (b for b in _calib()), progress=False)
     assert _input_range(once) == pytest.approx(_input_range(small_int8), rel=1e-6)
@@ -287,10 +288,10 @@ def test_accuracy_control_restores_float_layers_until_within_the_limit(small_onn
     else:
         pytest.fail("no validation set on which plain INT8 drops more than 0.5 pp: the premise is gone")
     xml = ovx.quantize_ir(small_onnx, tmp_path / "ac.xml", _calib(), max_drop_pp=0.5, validation=(x, y), progress=False)
-    model = ov.Core().read_model(os.fspath(xml))
+    model = shared_core().read_model(os.fspath(xml))
     assert read_rt_info(model)[1]["nncf_accuracy_control_max_drop_pp"] == "0.5"
     assert (_ov_logits(xml, x).argmax(1) == y).mean() >= 0.995
-    assert 0 < ovx.quantized_layers(model) < ovx.quantized_layers(ov.Core().read_model(os.fspath(small_int8)))
+    assert 0 < ovx.quantized_layers(model) < ovx.quantized_layers(shared_core().read_model(os.fspath(small_int8)))
     with pytest.raises(UserError, match="needs both max_drop_pp and validation"):
         ovx.quantize_ir(small_onnx, tmp_path / "half.xml", _calib(), max_drop_pp=0.5, progress=False)
 
@@ -304,7 +305,7 @@ def test_qdq_route_reads_our_qdq_onnx(small_onnx, tmp_path):
     qdq = int8_stage.quantize_int8(pre, tmp_path / "model.int8.onnx", ranges, "u8s8", metadata_from=small_onnx)
     xml = ovx.quantize_ir(small_onnx, tmp_path / "model.int8.xml", [], route="qdq", qdq_onnx_path=qdq, progress=False,
                           build={"source_onnx": "model.onnx", "target": "openvino"})
-    model = ov.Core().read_model(os.fspath(xml))
+    model = shared_core().read_model(os.fspath(xml))
     assert ovx.quantized_layers(model) > 0
     meta, build = read_rt_info(model)
     assert meta == _meta() and build["route"] == "qdq" and build["target"] == "openvino"

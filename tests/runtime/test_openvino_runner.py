@@ -17,6 +17,7 @@ from corese_edge.metadata import ArtifactMetadata, write_rt_info
 from corese_edge.preprocessing import FaceTemplate, Preprocessing
 from corese_edge.runtime import ExpressionClassifier, OrtRunner, open_runner
 from corese_edge.runtime.openvino import OpenVinoRunner
+from corese_edge.runtime.openvino import shared_core
 
 ov = pytest.importorskip("openvino")
 
@@ -87,7 +88,7 @@ def _x(batch: int = 3, seed: int = 0) -> np.ndarray:
 
 def _cpu_default_precision() -> str:
     """What OpenVINO's CPU plugin runs a float model at here, from the plugin itself."""
-    hint = ov.Core().get_property("CPU", "INFERENCE_PRECISION_HINT").get_type_name()
+    hint = shared_core().get_property("CPU", "INFERENCE_PRECISION_HINT").get_type_name()
     return {"f32": "fp32", "bf16": "bf16", "f16": "fp16"}[hint]
 
 
@@ -163,7 +164,7 @@ def test_default_precision_is_what_the_cpu_runs(tiny_ir):
 
 
 def test_bf16_hint_is_never_reported_as_fp32(tiny_ir):
-    if "BF16" not in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES"):
+    if "BF16" not in shared_core().get_property("CPU", "OPTIMIZATION_CAPABILITIES"):
         pytest.skip("this CPU has no BF16 (needs AVX-512-BF16 or AMX)")
     _, xml = tiny_ir
     with OpenVinoRunner(xml, inference_precision="bf16") as r:
@@ -254,7 +255,7 @@ def test_missing_and_corrupt_files(tiny_ir, tmp_path):
 
 def test_unknown_device_lists_the_available_ones(tiny_ir):
     _, xml = tiny_ir
-    available = ", ".join(ov.Core().available_devices)
+    available = ", ".join(shared_core().available_devices)
     with pytest.raises(UserError, match=rf"device 'GPU\.7' is not available here; available: {available}"):
         OpenVinoRunner(xml, device="gpu.7").activate()
     with pytest.raises(UserError, match="not a GPU index"):
