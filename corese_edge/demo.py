@@ -63,8 +63,8 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
                f"(SWA from epoch {int(0.75 * epochs) + 1}){' - resuming' if resume else ''}")
     tcfg = TrainConfig(
         data=str(data), model="coresse-lite", img_size=cfg.img_size, epochs=epochs, batch_size=32,
-        # workers=0 is the recipe as timed.  (The SIGSEGV once blamed on worker processes came from
-        # OpenVINO's signal stack: docs/ARCHITECTURE.md, "The OpenVINO signal-stack crash".)
+        # workers=0: measured, 2 workers were slower at this size (README, "Demo recipe").  The SIGSEGV
+        # once blamed on workers came from OpenVINO's signal stack (docs/ARCHITECTURE.md).
         lr=DEMO_LR, warmup_epochs=1, pretrained="none", workers=0, seed=cfg.seed, out=str(run_dir),
         resume=resume, progress=cfg.progress,
     )
