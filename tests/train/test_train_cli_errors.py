@@ -66,8 +66,12 @@ def test_ctrl_c_leaves_a_checkpoint_that_resume_finishes(small_faces, tmp_path):
     out = tmp_path / "run"
     # 8 short epochs: the interrupt must land while training runs; with 3 the run could finish
     # between the first metrics row and the signal on a loaded CI machine (seen once)
+    # SIGINT back to its default in the child: a suite started as a background job of a
+    # non-interactive shell (nohup ... &) runs with SIGINT ignored, the child would inherit that
+    # and Ctrl-C would never reach the training
     proc = subprocess.Popen(_cmd("--data", str(small_faces), "--out", str(out), "--epochs", "8", *RUN),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=_env())
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=_env(),
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 600
     while not _rows(out) and proc.poll() is None and time.time() < deadline:
         time.sleep(0.01)
