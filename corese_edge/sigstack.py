@@ -68,13 +68,16 @@ def _mapped(address: int, size: int) -> bool:
     return _c().mincore(ctypes.c_void_p(start), ctypes.c_size_t(length), vec) == 0
 
 
-def signal_stack_is_valid() -> bool:
-    """The calling thread's alternate stack is disabled or lies in mapped memory."""
-    state = current_stack()
+def _valid(state: tuple[int, int, int] | None) -> bool:
     if state is None:
         return True
     address, size, flags = state
     return bool(flags & SS_DISABLE) or address == 0 or _mapped(address, size)
+
+
+def signal_stack_is_valid() -> bool:
+    """The calling thread's alternate stack is disabled or lies in mapped memory."""
+    return _valid(current_stack())
 
 
 def repair_signal_stack() -> bool:
@@ -82,10 +85,8 @@ def repair_signal_stack() -> bool:
 
     Returns True when it installed one.  A thread that is running on its alternate stack right now
     (inside a signal handler) is left alone."""
-    if signal_stack_is_valid():
-        return False
     state = current_stack()
-    if state is None or state[2] & SS_ONSTACK:
+    if _valid(state) or state[2] & SS_ONSTACK:
         return False
     with _lock:
         tid = threading.get_ident()

@@ -41,7 +41,6 @@ import numpy as np
 from corese_edge.errors import UserError, require
 from corese_edge.metadata import ArtifactMetadata, read_rt_info
 from corese_edge.runtime.base import Runner, TensorSpec
-from corese_edge.sigstack import signal_stack_guard
 
 log = logging.getLogger(__name__)
 
@@ -62,8 +61,7 @@ def shared_core() -> Any:
     with _core_lock:
         if _core is None:
             ov = require("openvino", "openvino", "to run OpenVINO models (.xml)")
-            with signal_stack_guard():
-                _core = ov.Core()
+            _core = ov.Core()  # plugins, and their signal stacks, come on first use of a device
         return _core
 
 HINTS = {"latency": "LATENCY", "throughput": "THROUGHPUT", "cumulative_throughput": "CUMULATIVE_THROUGHPUT"}
