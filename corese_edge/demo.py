@@ -29,6 +29,8 @@ class DemoConfig:
     img_size: int = 64
     seed: int = 0
     progress: bool = True
+    #: seconds of timing per artifact (and batch size) in the cpu-best pick and in the benchmark step
+    bench_seconds: float = 1.0
 
     def __post_init__(self) -> None:
         from corese_edge.errors import UserError
@@ -40,6 +42,8 @@ class DemoConfig:
         if self.train_per_class < 4 or self.test_per_class < 1:
             raise UserError(f"--images-per-class must be at least 4 (a validation split is carved from train), "
                             f"got {self.train_per_class}")
+        if not self.bench_seconds > 0:
+            raise UserError(f"--bench-seconds must be more than 0, got {self.bench_seconds}")
 
 
 #: The demo recipe: coresse-lite from scratch at 64 px.  Everything else is the seed recipe.
@@ -93,10 +97,6 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
     return summary
 
 
-#: seconds of batch-1 timing per candidate when the export picks the fastest (the bench step times them again)
-DEMO_BENCH_SECONDS = 1.0
-
-
 def _export_and_bench(checkpoint: Path, out: Path, cfg: DemoConfig) -> dict[str, Any]:
     from corese_edge.export.openvino import openvino_unavailable
     from corese_edge.export.pipeline import ExportConfig, run_export
@@ -110,7 +110,7 @@ def _export_and_bench(checkpoint: Path, out: Path, cfg: DemoConfig) -> dict[str,
         click.echo(f"      OpenVINO artifacts skipped: {missing}")
     result = run_export(ExportConfig(checkpoint=str(checkpoint), fp16=True, int8=True, target="cpu-best",
                                      calib_size=256, engine=False, out=str(export_dir),
-                                     bench_seconds=DEMO_BENCH_SECONDS, progress=cfg.progress), echo=click.echo)
+                                     bench_seconds=cfg.bench_seconds, progress=cfg.progress), echo=click.echo)
     info: dict[str, Any] = {"export_dir": str(export_dir), "drift_plot": str(export_dir / "drift.png")}
     winner = result.cpu_best.winner if result.cpu_best is not None else None
     if winner is not None:
@@ -120,7 +120,7 @@ def _export_and_bench(checkpoint: Path, out: Path, cfg: DemoConfig) -> dict[str,
     from corese_edge.bench.compare import format_compare, run_compare
     from corese_edge.timing import BenchSettings
 
-    doc, json_path, plot = run_compare(export_dir, BenchSettings(batches=(1, 8), duration_s=1.0, warmup_ms=100.0),
+    doc, json_path, plot = run_compare(export_dir, BenchSettings(batches=(1, 8), duration_s=cfg.bench_seconds, warmup_ms=100.0),
                                        {"threads": None})
     click.echo(format_compare(doc))
     info["bench_json"] = str(json_path)

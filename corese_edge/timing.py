@@ -191,7 +191,7 @@ def benchmark_runner(runner: TimedRunner, batch: int, settings: BenchSettings, s
         "batch": batch,
         "iterations": len(samples),
         "warmup_queries": warm,
-        "walltime_s": round(wall, 4),
+        "walltime_s": round(wall, 6),  # to the microsecond: short runs last milliseconds
         "throughput_qps": round(len(samples) / wall, 3),
         "throughput_ips": round(len(samples) * batch / wall, 3),
     }

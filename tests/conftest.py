@@ -1,7 +1,8 @@
 """Shared fixtures: real files on disk, tiny models.
 
-* ``tiny_checkpoint``: an untrained coresse-lite checkpoint at 32 px (fast; for plumbing tests).
+* ``tiny_checkpoint``: an untrained ``coresse-test`` checkpoint at 32 px (fast; for plumbing tests).
 * ``tiny_onnx``: its FP32 ONNX export with corese-edge metadata.
+* ``lite_checkpoint`` / ``lite_onnx``: the same for ``coresse-lite``, for tests about its structure.
 * ``synthetic_data``: a small synthetic expression set in the Kaggle RAF-DB layout.
 * ``trained_run``: a real training run of the tiny ``coresse-test`` variant at 32 px on
   ``synthetic_data`` (session scoped, shared by the train, export, runtime and evaluate tests), long
@@ -14,7 +15,41 @@ from pathlib import Path
 
 import pytest
 
+if os.environ.get("PYTEST_XDIST_WORKER_COUNT"):
+    # README runs the suite as ``pytest -n 2``: each worker gets its share of the cores, so two
+    # workers on two cores do not oversubscribe them (torch reads this once, at import)
+    _share = max(1, (os.cpu_count() or 1) // int(os.environ["PYTEST_XDIST_WORKER_COUNT"]))
+    os.environ.setdefault("OMP_NUM_THREADS", str(_share))
 os.environ.setdefault("OMP_NUM_THREADS", "2")
+
+
+def made_once(tmp_path_factory, name: str, make, load):
+    """A session fixture's product made once per test run, even when pytest-xdist runs the suite
+    in several worker processes (each has its own session, so each would make its own copy).
+
+    ``make(dir)`` builds the product in ``dir`` and returns it; ``load(dir)`` rebuilds the same
+    object from what ``make`` left there.  Without xdist this is just ``make``.  With it, the first
+    worker to take the lock makes the product in the run's shared base directory and the others
+    load it (the pattern of pytest-xdist's docs, "Making session-scoped fixtures execute only once").
+    A product whose maker failed is made again by the next worker, so the failure shows up in each.
+    """
+    if not os.environ.get("PYTEST_XDIST_WORKER"):
+        return make(tmp_path_factory.mktemp(name))
+    from filelock import FileLock
+
+    root = tmp_path_factory.getbasetemp().parent / f"shared-{name}"
+    done = root / ".made"
+    with FileLock(str(root) + ".lock"):
+        if done.is_file():
+            return load(root / "product")
+        if root.exists():
+            import shutil
+
+            shutil.rmtree(root)  # a maker that failed part way
+        root.mkdir()
+        product = make(root / "product")
+        done.touch()
+        return product
 
 #: The YuNet face model kept outside the project (``../shared/models`` from the repository root),
 #: so the face tests and training's template detection run the real detector offline.
@@ -55,11 +90,15 @@ def signal_stack_stays_valid():
 
 
 TINY_SIZE = 32
+#: the variant of ``tiny_checkpoint``: timm's test backbones (test_resnet, test_convnext) in the real
+#: fusion, SE and head, 0.7 M parameters, so the pipeline tests run the real graph structure cheaply
+TINY_VARIANT = "coresse-test"
+#: the variant of ``lite_checkpoint``, for the tests that count coresse-lite's own layers and ops
+LITE_VARIANT = "coresse-lite"
 CLASSES = ("Surprise", "Fear", "Disgust", "Happiness", "Sadness", "Anger", "Neutral")
 
 
-@pytest.fixture(scope="session")
-def tiny_checkpoint(tmp_path_factory) -> Path:
+def _untrained_checkpoint(variant: str, path: Path) -> Path:
     import torch
 
     from corese_edge.model import CoResSE
@@ -67,10 +106,10 @@ def tiny_checkpoint(tmp_path_factory) -> Path:
     from corese_edge.preprocessing import Preprocessing
 
     torch.manual_seed(0)
-    model = CoResSE("coresse-lite", len(CLASSES))
+    model = CoResSE(variant, len(CLASSES))
     ckpt = Checkpoint(
         path=None,
-        variant="coresse-lite",
+        variant=variant,
         num_classes=len(CLASSES),
         se_mode="sample",
         class_names=list(CLASSES),
@@ -78,7 +117,13 @@ def tiny_checkpoint(tmp_path_factory) -> Path:
         state_dict=model.state_dict(),
         kind="test",
     )
-    return ckpt.save(tmp_path_factory.mktemp("tiny") / "tiny.pt")
+    return ckpt.save(path)
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory) -> Path:
+    """An untrained coresse-test checkpoint at 32 px (plumbing, pipeline and runtime tests)."""
+    return _untrained_checkpoint(TINY_VARIANT, tmp_path_factory.mktemp("tiny") / "tiny.pt")
 
 
 @pytest.fixture(scope="session")
@@ -89,10 +134,26 @@ def tiny_onnx(tiny_checkpoint, tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def lite_checkpoint(tmp_path_factory) -> Path:
+    """An untrained coresse-lite checkpoint at 32 px (the tests that count its layers, residual Adds and ops)."""
+    return _untrained_checkpoint(LITE_VARIANT, tmp_path_factory.mktemp("lite") / "lite.pt")
+
+
+@pytest.fixture(scope="session")
+def lite_onnx(lite_checkpoint, tmp_path_factory) -> Path:
+    from corese_edge.export.onnx_fp32 import export_onnx
+
+    return export_onnx(lite_checkpoint, tmp_path_factory.mktemp("lite_onnx") / "model.onnx")
+
+
+@pytest.fixture(scope="session")
 def synthetic_data(tmp_path_factory) -> Path:
     from corese_edge.data.synthetic import generate
 
-    return generate(tmp_path_factory.mktemp("synthetic") / "faces", train_per_class=40, test_per_class=12, size=64, seed=0)
+    def make(root: Path) -> Path:
+        return generate(root / "faces", train_per_class=40, test_per_class=12, size=64, seed=0)
+
+    return made_once(tmp_path_factory, "synthetic", make, lambda root: root / "faces")
 
 
 #: how ``trained_run`` trains (tests that check what the run recorded compare against these)
@@ -112,9 +173,29 @@ def trained_run(synthetic_data, tmp_path_factory):
     the SWA model reaches 89 % test accuracy on the 84 test images (best-on-validation 90 %,
     chance 14 %), so predictions, confusion matrices and drift are those of a working classifier.
     """
-    from corese_edge.train import TrainConfig, train
+    import json
 
-    cfg = TrainConfig(
+    from corese_edge.train import TrainResult, train
+
+    def make(root: Path):
+        root.mkdir(parents=True, exist_ok=True)
+        result = train(_trained_config(synthetic_data, root / "trained"))
+        paths = {"out_dir": result.out_dir, "swa_path": result.swa_path, "best_path": result.best_path,
+                 "last_path": result.last_path}
+        (root / "result.json").write_text(json.dumps({k: str(v) for k, v in paths.items()}))
+        return load(root)  # every worker sees the report as report.json holds it
+
+    def load(root: Path):
+        paths = {k: Path(v) for k, v in json.loads((root / "result.json").read_text()).items()}
+        return TrainResult(**paths, report=json.loads((paths["out_dir"] / "report.json").read_text()))
+
+    return made_once(tmp_path_factory, "runs", make, load)
+
+
+def _trained_config(synthetic_data, out: Path):
+    from corese_edge.train import TrainConfig
+
+    return TrainConfig(
         data=str(synthetic_data),
         model=TRAINED_MODEL,
         img_size=TRAINED_SIZE,
@@ -127,8 +208,34 @@ def trained_run(synthetic_data, tmp_path_factory):
         pretrained="none",
         workers=0,
         seed=0,
-        out=str(tmp_path_factory.mktemp("runs") / "trained"),
+        out=str(out),
         progress=False,
         face_template_images=48,  # the template's own tests use more; 48 keeps this shared fixture fast
     )
-    return train(cfg)
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist's own choice of scheduler
+def pytest_xdist_make_scheduler(config, log):
+    """How README's ``pytest -n 2`` shares the tests between its workers (xdist's default ``load``
+    mode only; an explicit ``--dist`` is left alone).
+
+    Each test file is one unit, so a module-scoped fixture is made once, on the worker that runs
+    the file.  The files that use ``trained_run`` form one unit together: the run is trained once,
+    and no worker sits waiting for the other's training (``made_once`` alone would make it wait).
+    The controller collects nothing, so those files are found by the fixture's name in their text.
+    (xdist's ``loadgroup`` would say this with marks, but it renames items through
+    ``item._nodeid``, which pytest 9.2 no longer reads.)"""
+    if config.getvalue("dist") != "load":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    root = Path(__file__).resolve().parents[1]
+    trained = {p.relative_to(root).as_posix() for p in (root / "tests").rglob("test_*.py")
+               if "trained_run" in p.read_text(encoding="utf-8")}
+
+    class ByFile(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            path = nodeid.split("::", 1)[0]
+            return "trained_run" if path in trained else path
+
+    return ByFile(config, log)

@@ -22,7 +22,7 @@ EXPORT_FILES = ("model.onnx", "model.fp16.onnx", "model.int8.onnx", "drift_repor
 def test_quick_demo_writes_what_it_promises_and_prints_the_reported_accuracy(tmp_path):
     out = tmp_path / "demo"
     res = CliRunner().invoke(cli, ["demo", "--out", str(out), "--epochs", "2", "--img-size", "32",
-                                   "--images-per-class", "12"])
+                                   "--images-per-class", "12", "--bench-seconds", "0.2"])
     assert res.exit_code == 0, res.output
     assert "Traceback" not in res.output
     text = res.output
@@ -66,7 +66,7 @@ def test_demo_export_without_openvino_says_it_skipped_it_and_goes_on(trained_run
 
     missing = "openvino is not installed (OpenVINO IR export): pip install 'corese-edge[openvino]'"
     monkeypatch.setattr(ov_stage, "openvino_unavailable", lambda: missing)  # as without the extra
-    info = _export_and_bench(trained_run.swa_path, tmp_path, DemoConfig(progress=False))
+    info = _export_and_bench(trained_run.swa_path, tmp_path, DemoConfig(progress=False, bench_seconds=0.2))
     output = capsys.readouterr().out
     assert f"      OpenVINO artifacts skipped: {missing}" in output.splitlines()
     assert info["fastest_cpu"].startswith("model")
@@ -83,6 +83,7 @@ def test_demo_export_without_openvino_says_it_skipped_it_and_goes_on(trained_run
     ("--img-size", "8", "--img-size must be at least 32"),
     ("--images-per-class", "2", "--images-per-class must be at least 4"),
     ("--epochs", "0", "--epochs must be at least 1"),
+    ("--bench-seconds", "0", "--bench-seconds must be more than 0"),
 ])
 def test_bad_quick_options_are_one_line(tmp_path, option, value, message):
     res = CliRunner().invoke(cli, ["demo", "--out", str(tmp_path / "d"), option, value])

@@ -180,15 +180,18 @@ def import_seed_command(file, out, num_classes, class_names, se_mode, img_size):
 Examples:
   corese-edge demo
   corese-edge demo --out /tmp/demo --epochs 8
-  corese-edge demo --out /tmp/quick --epochs 2 --img-size 32 --images-per-class 20   # a quick smoke run
+  corese-edge demo --out /tmp/quick --epochs 2 --img-size 32 --images-per-class 20 --bench-seconds 0.2   # a quick smoke run
 """)
 @click.option("--out", type=click.Path(), default="corese-demo", show_default=True, help="Folder for the data, the run and the exports.")
 @click.option("--epochs", type=int, default=None, help="Training epochs.  [default: the demo recipe's]")
 @click.option("--img-size", type=int, default=None, help="Training input size in pixels.  [default: 64]")
 @click.option("--images-per-class", type=int, default=None,
               help="Synthetic training images per class; the test split gets a quarter as many.  [default: 200]")
+@click.option("--bench-seconds", type=float, default=None,
+              help="Seconds of timing per artifact and batch size, in the fastest-model pick and the benchmark.  "
+                   "[default: 1.0]")
 @click.option("--no-export", is_flag=True, help="Stop after training and evaluation.")
-def demo_command(out, epochs, img_size, images_per_class, no_export):
+def demo_command(out, epochs, img_size, images_per_class, bench_seconds, no_export):
     """Generate the synthetic expression set, train coresse-lite with SWA, evaluate, export and benchmark."""
     from corese_edge.demo import DemoConfig, run_demo
 
@@ -198,4 +201,6 @@ def demo_command(out, epochs, img_size, images_per_class, no_export):
     if images_per_class is not None:
         options["train_per_class"] = images_per_class
         options["test_per_class"] = max(1, images_per_class // 4)
+    if bench_seconds is not None:
+        options["bench_seconds"] = bench_seconds
     run_demo(DemoConfig(out=out, epochs=epochs, export=not no_export, **options))

@@ -165,12 +165,12 @@ def test_bad_paths_are_user_errors(tmp_path):
 # ------------------------------------------------------------------ real graphs of the tiny model
 
 
-def test_fp32_export_is_all_fp32_and_fp16_export_only_keeps_what_it_names(tiny_onnx, tmp_path):
+def test_fp32_export_is_all_fp32_and_fp16_export_only_keeps_what_it_names(lite_onnx, tmp_path):
     from corese_edge.export.fp16 import convert_fp16
 
-    fp32 = precision_census(tiny_onnx)
+    fp32 = precision_census(lite_onnx)
     assert fp32.flop_share("fp32") == 1.0 and fp32.unknown_flops == ()
-    half = precision_census(convert_fp16(tiny_onnx, tmp_path / "m.fp16.onnx", keep_fp32_ops=("LayerNormalization",)))
+    half = precision_census(convert_fp16(lite_onnx, tmp_path / "m.fp16.onnx", keep_fp32_ops=("LayerNormalization",)))
     kept = half.fp32_nodes
     assert kept and {n.op_type for n in kept} == {"LayerNormalization"}
     assert half.fp32_nodes_outside(["LayerNormalization"]) == []
@@ -179,20 +179,20 @@ def test_fp32_export_is_all_fp32_and_fp16_export_only_keeps_what_it_names(tiny_o
 
 
 @pytest.fixture(scope="module")
-def tiny_int8(tiny_onnx, tmp_path_factory):
+def tiny_int8(lite_onnx, tmp_path_factory):
     """The tiny model quantized with the ORT path (TensorRT flavour), calibrated on random batches."""
     from corese_edge.export import int8 as q
 
     work = tmp_path_factory.mktemp("census_int8")
-    pre = q.prepare_for_quantization(tiny_onnx, work / "pre.onnx")
+    pre = q.prepare_for_quantization(lite_onnx, work / "pre.onnx")
     rng = np.random.default_rng(0)
     reader = q.StreamingCalibrationReader([rng.standard_normal((4, 3, 32, 32)).astype(np.float32) for _ in range(2)])
     ranges = q.calibrate(pre, reader, work / "ranges.json", "minmax", "s8s8")
-    return q.quantize_int8(pre, work / "model.int8.onnx", ranges, "s8s8", metadata_from=tiny_onnx)
+    return q.quantize_int8(pre, work / "model.int8.onnx", ranges, "s8s8", metadata_from=lite_onnx)
 
 
 @pytest.mark.slow
-def test_real_ort_int8_graph(tiny_int8, tiny_onnx):
+def test_real_ort_int8_graph(tiny_int8, lite_onnx):
     import onnx
 
     from corese_edge.export.qdq_rules import qdq_rule_violations
@@ -216,5 +216,5 @@ def test_real_ort_int8_graph(tiny_int8, tiny_onnx):
     assert {n.op_type for n in rest} >= {"LayerNormalization", "Erf", "Add"}
     assert {n.precision for n in rest} == {high}
     assert c.int8_flop_share > 0.95
-    assert c.total_flops == pytest.approx(precision_census(tiny_onnx).total_flops, rel=1e-3)
+    assert c.total_flops == pytest.approx(precision_census(lite_onnx).total_flops, rel=1e-3)
     assert qdq_rule_violations(tiny_int8) == []

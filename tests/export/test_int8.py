@@ -23,10 +23,10 @@ def calib_paths(synthetic_data):
 
 
 @pytest.fixture(scope="module")
-def prepared(tiny_onnx, tmp_path_factory, calib_paths):
+def prepared(lite_onnx, tmp_path_factory, calib_paths):
     """(work dir, pre-processed model, ranges per flavour) for the tiny model."""
     work = tmp_path_factory.mktemp("int8")
-    pre = q.prepare_for_quantization(tiny_onnx, work / "pre.onnx")
+    pre = q.prepare_for_quantization(lite_onnx, work / "pre.onnx")
     ranges = {}
     for flavour in ("s8s8", "u8s8"):
         reader = q.StreamingCalibrationReader(CalibrationBatches(calib_paths, PREP, 4))
@@ -36,16 +36,16 @@ def prepared(tiny_onnx, tmp_path_factory, calib_paths):
 
 
 @pytest.fixture(scope="module")
-def s8s8(prepared, tiny_onnx):
+def s8s8(prepared, lite_onnx):
     work, pre, ranges = prepared
-    return q.quantize_int8(pre, work / "s8s8.onnx", ranges["s8s8"], "s8s8", metadata_from=tiny_onnx)
+    return q.quantize_int8(pre, work / "s8s8.onnx", ranges["s8s8"], "s8s8", metadata_from=lite_onnx)
 
 
 @pytest.fixture(scope="module")
-def s8s8_fp32(prepared, tiny_onnx):
+def s8s8_fp32(prepared, lite_onnx):
     """The same Q/DQ graph with FP32 everywhere that is not INT8 (what auto-keep ranks on)."""
     work, pre, ranges = prepared
-    return q.quantize_int8(pre, work / "s8s8-fp32.onnx", ranges["s8s8"], "s8s8", metadata_from=tiny_onnx,
+    return q.quantize_int8(pre, work / "s8s8-fp32.onnx", ranges["s8s8"], "s8s8", metadata_from=lite_onnx,
                            high_precision="fp32")
 
 
@@ -190,9 +190,9 @@ def test_weakly_typed_form_for_tensorrt_8_6_is_the_same_graph_in_fp32_at_opset_1
     np.testing.assert_allclose(onnx_logits(weak, x, reference_arithmetic=True), ref, atol=5e-3)
 
 
-def test_cpu_flavour_is_u8s8(prepared, tiny_onnx):
+def test_cpu_flavour_is_u8s8(prepared, lite_onnx):
     work, pre, ranges = prepared
-    out = q.quantize_int8(pre, work / "u8s8.onnx", ranges["u8s8"], "u8s8", metadata_from=tiny_onnx)
+    out = q.quantize_int8(pre, work / "u8s8.onnx", ranges["u8s8"], "u8s8", metadata_from=lite_onnx)
     proto = onnx.load(str(out))
     kinds = {zp.dtype for _, zp in _zero_points(proto)}
     assert np.dtype(np.uint8) in kinds  # activations
@@ -200,7 +200,7 @@ def test_cpu_flavour_is_u8s8(prepared, tiny_onnx):
     assert qdq_rule_violations(proto)  # not TensorRT-ready, by design
     assert {o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")} == {17}  # untouched: FP32, opset 17
     assert set(_compute_precisions(proto).values()) == {TensorProto.FLOAT}
-    assert sorted(p.key for p in proto.metadata_props) == sorted(p.key for p in onnx.load(str(tiny_onnx)).metadata_props)
+    assert sorted(p.key for p in proto.metadata_props) == sorted(p.key for p in onnx.load(str(lite_onnx)).metadata_props)
 
 
 def test_streamed_calibration_equals_one_big_batch(prepared, calib_paths):
@@ -231,7 +231,7 @@ def test_reader_decodes_one_batch_at_a_time():
     assert reader.get_next() is None and reader.images == 10
 
 
-def test_keep_fp_leaves_the_named_layers_unquantized(prepared, tiny_onnx):
+def test_keep_fp_leaves_the_named_layers_unquantized(prepared, lite_onnx):
     work, pre, ranges = prepared
     names = q.quantized_nodes(onnx.load(str(q.quantize_int8(pre, work / "all.onnx", ranges["s8s8"], "s8s8"))))
     keep = q.match_nodes(["*Gemm*"], names)
@@ -242,11 +242,11 @@ def test_keep_fp_leaves_the_named_layers_unquantized(prepared, tiny_onnx):
         q.match_nodes(["/no/such/layer"], names)
 
 
-def test_keep_in_float_rebuilds_the_fp32_function(prepared, s8s8_fp32, tiny_onnx):
+def test_keep_in_float_rebuilds_the_fp32_function(prepared, s8s8_fp32, lite_onnx):
     work, pre, _ = prepared
     qdq, fp = onnx.load(str(s8s8_fp32)), onnx.load(str(pre))
     x = np.random.default_rng(0).standard_normal((4, 3, 32, 32)).astype(np.float32)
-    fp32 = onnx_logits(tiny_onnx, x)
+    fp32 = onnx_logits(lite_onnx, x)
     int8 = onnx_logits(qdq, x, reference_arithmetic=True)
     everything = q.keep_in_float(qdq, fp, q.quantized_nodes(qdq))
     assert not any(n.op_type == "DequantizeLinear" for n in everything.graph.node)
@@ -312,12 +312,12 @@ def test_tensorrt_flavour_quantizes_every_residual_input_so_conv_add_relu_fuses(
     assert qdq_rule_violations(s8s8) == []
 
 
-def test_cpu_flavour_keeps_its_placement(prepared, tiny_onnx):
+def test_cpu_flavour_keeps_its_placement(prepared, lite_onnx):
     """The u8s8 flavour neither calibrates for nor runs the TensorRT fusion placement."""
     assert q.op_types_to_calibrate(q.get_flavour("u8s8")) == list(q.CPU_OP_TYPES)
     assert not q.get_flavour("u8s8").fusion_placement
     work, pre, ranges = prepared
-    out = q.quantize_int8(pre, work / "u8s8-placement.onnx", ranges["u8s8"], "u8s8", metadata_from=tiny_onnx)
+    out = q.quantize_int8(pre, work / "u8s8-placement.onnx", ranges["u8s8"], "u8s8", metadata_from=lite_onnx)
     proto = onnx.load(str(out))
     assert not [n.name for n in proto.graph.node if n.name.endswith(("_fusion_QuantizeLinear", "_fusion_DequantizeLinear"))]
     quantized = {n.op_type for n in proto.graph.node if n.op_type not in ("QuantizeLinear", "DequantizeLinear")

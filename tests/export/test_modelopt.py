@@ -44,16 +44,16 @@ def images(synthetic_data):
 
 
 @pytest.fixture(scope="module")
-def runs(tiny_onnx, images, tmp_path_factory):
+def runs(lite_onnx, images, tmp_path_factory):
     """{"fp16": path, "fp32": path}; also records the input model's checksum before and after."""
     calib, _ = images
     out = tmp_path_factory.mktemp("modelopt")
-    before = _md5(tiny_onnx)
-    fp16 = quantize_modelopt(tiny_onnx, out / "int8-fp16.onnx", CalibrationBatches(calib, PREP, 4),
+    before = _md5(lite_onnx)
+    fp16 = quantize_modelopt(lite_onnx, out / "int8-fp16.onnx", CalibrationBatches(calib, PREP, 4),
                              "minmax", keep_fp=[KEEP], high_precision_dtype="fp16")
-    fp32 = quantize_modelopt(tiny_onnx, out / "int8-fp32.onnx", CalibrationBatches(calib, PREP, 4),
+    fp32 = quantize_modelopt(lite_onnx, out / "int8-fp32.onnx", CalibrationBatches(calib, PREP, 4),
                              "entropy", high_precision_dtype="fp32")
-    return {"fp16": fp16, "fp32": fp32, "md5": (before, _md5(tiny_onnx)), "dir": out}
+    return {"fp16": fp16, "fp32": fp32, "md5": (before, _md5(lite_onnx)), "dir": out}
 
 
 def _producers(proto):
@@ -101,9 +101,9 @@ def test_high_precision_dtype_sets_the_type_of_everything_unquantized(runs):
         assert {v.type.tensor_type.elem_type for v in io} == {TensorProto.FLOAT}, dtype
 
 
-def test_runs_in_onnx_runtime_unoptimized_close_to_fp32(runs, images, tiny_onnx):
+def test_runs_in_onnx_runtime_unoptimized_close_to_fp32(runs, images, lite_onnx):
     _, test = images
-    reference = onnx_logits(tiny_onnx, test)
+    reference = onnx_logits(lite_onnx, test)
     scale = np.abs(reference).max()
     for dtype in ("fp16", "fp32"):
         logits = onnx_logits(runs[dtype], test, reference_arithmetic=True)  # graph optimizations disabled
@@ -112,9 +112,9 @@ def test_runs_in_onnx_runtime_unoptimized_close_to_fp32(runs, images, tiny_onnx)
         assert (logits.argmax(1) == reference.argmax(1)).mean() >= 0.7, dtype
 
 
-def test_metadata_is_copied_and_the_input_model_is_left_alone(runs, tiny_onnx):
+def test_metadata_is_copied_and_the_input_model_is_left_alone(runs, lite_onnx):
     for dtype in ("fp16", "fp32"):
-        assert read_metadata(runs[dtype]) == read_metadata(tiny_onnx)
+        assert read_metadata(runs[dtype]) == read_metadata(lite_onnx)
     before, after = runs["md5"]
     assert before == after  # ModelOpt rewrites its input in place; it only ever sees a copy
     assert not [p for p in runs["dir"].iterdir() if p.name.startswith(".")]  # no scratch left
@@ -132,17 +132,17 @@ def test_onnx_runtime_quantizer_is_not_changed_by_a_modelopt_run(runs):
     assert "Relu" in q.op_types_to_quantize(q.Flavour("all", "QUInt8", "QInt8", None, (), False))  # registry path
 
 
-def test_bad_images_are_one_line_and_nothing_is_written(tiny_onnx, tmp_path):
+def test_bad_images_are_one_line_and_nothing_is_written(lite_onnx, tmp_path):
     out = tmp_path / "int8.onnx"
     out.write_bytes(b"previous artifact")
     bad = [np.zeros((2, 1, 32, 32), np.float32)]
     with pytest.raises(UserError, match=r"shape 2x1x32x32; the model takes Nx3x32x32") as err:
-        quantize_modelopt(tiny_onnx, out, bad)
+        quantize_modelopt(lite_onnx, out, bad)
     assert "\n" not in str(err.value)
     with pytest.raises(UserError, match="no calibration images"):
-        quantize_modelopt(tiny_onnx, out, [])
+        quantize_modelopt(lite_onnx, out, [])
     with pytest.raises(UserError, match="fp16 or fp32"):
-        quantize_modelopt(tiny_onnx, out, bad, high_precision_dtype="bf16")
+        quantize_modelopt(lite_onnx, out, bad, high_precision_dtype="bf16")
     assert out.read_bytes() == b"previous artifact"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["int8.onnx"]
 
@@ -170,8 +170,8 @@ def _two_convs(path, channels: int, second_in: int, like):
     return path
 
 
-def test_modelopt_failure_is_one_line_and_keeps_the_previous_output(tmp_path, tiny_onnx):
-    model = _two_convs(tmp_path / "broken.onnx", 16, 20, tiny_onnx)
+def test_modelopt_failure_is_one_line_and_keeps_the_previous_output(tmp_path, lite_onnx):
+    model = _two_convs(tmp_path / "broken.onnx", 16, 20, lite_onnx)
     out = tmp_path / "int8.onnx"
     out.write_bytes(b"previous artifact")
     with pytest.raises(UserError, match=r"^ModelOpt could not quantize .*broken\.onnx: \w+") as err:
@@ -181,17 +181,17 @@ def test_modelopt_failure_is_one_line_and_keeps_the_previous_output(tmp_path, ti
     assert sorted(p.name for p in tmp_path.iterdir()) == ["broken.onnx", "int8.onnx"]
 
 
-def test_a_graph_modelopt_leaves_unquantized_is_refused(tmp_path, tiny_onnx):
+def test_a_graph_modelopt_leaves_unquantized_is_refused(tmp_path, lite_onnx):
     # ModelOpt skips Convs with fewer than 16 channels (graph_utils.find_nodes_from_convs_to_exclude)
     # and then writes an FP16 graph without a single Q/DQ, reporting success
-    model = _two_convs(tmp_path / "small.onnx", 4, 4, tiny_onnx)
+    model = _two_convs(tmp_path / "small.onnx", 4, 4, lite_onnx)
     with pytest.raises(UserError, match="ModelOpt quantized no layer of .*small.onnx"):
         quantize_modelopt(model, tmp_path / "int8.onnx", [np.zeros((2, 3, 8, 8), np.float32)])
     assert not (tmp_path / "int8.onnx").exists()
 
 
-def test_a_model_without_corese_edge_metadata_is_refused_before_modelopt_runs(tmp_path, tiny_onnx, monkeypatch):
-    model = _two_convs(tmp_path / "plain.onnx", 16, 16, tiny_onnx)
+def test_a_model_without_corese_edge_metadata_is_refused_before_modelopt_runs(tmp_path, lite_onnx, monkeypatch):
+    model = _two_convs(tmp_path / "plain.onnx", 16, 16, lite_onnx)
     proto = onnx.load(str(model))
     del proto.metadata_props[:]
     onnx.save(proto, str(model))
@@ -202,7 +202,7 @@ def test_a_model_without_corese_edge_metadata_is_refused_before_modelopt_runs(tm
         quantize_modelopt(model, tmp_path / "int8.onnx", [np.zeros((2, 3, 8, 8), np.float32)])
 
 
-def test_a_missing_modelopt_dependency_names_the_extra(tiny_onnx, tmp_path, monkeypatch):
+def test_a_missing_modelopt_dependency_names_the_extra(lite_onnx, tmp_path, monkeypatch):
     # modelopt.onnx imports onnx_graphsurgeon at import time and re-raises a failure as ImportError
     # (modelopt/onnx/__init__.py); shadow the package in the child so that import fails
     shadow = tmp_path / "shadow" / "onnx_graphsurgeon"
@@ -210,5 +210,5 @@ def test_a_missing_modelopt_dependency_names_the_extra(tiny_onnx, tmp_path, monk
     (shadow / "__init__.py").write_text("raise ImportError(\"No module named 'onnx_graphsurgeon'\")\n")
     monkeypatch.setenv("PYTHONPATH", str(shadow.parent))
     with pytest.raises(MissingExtra, match=r"onnx_graphsurgeon.*pip install 'corese-edge\[modelopt\]'"):
-        quantize_modelopt(tiny_onnx, tmp_path / "int8.onnx", [np.zeros((1, 3, 32, 32), np.float32)])
+        quantize_modelopt(lite_onnx, tmp_path / "int8.onnx", [np.zeros((1, 3, 32, 32), np.float32)])
     assert not (tmp_path / "int8.onnx").exists()

@@ -10,25 +10,25 @@ import pytest
 from corese_edge.metadata import ONNX_KEYS
 
 
-def test_metadata_has_exactly_the_keys_and_round_trips(tiny_onnx, tiny_checkpoint):
+def test_metadata_has_exactly_the_keys_and_round_trips(lite_onnx, lite_checkpoint):
     from corese_edge.export.onnx_fp32 import read_metadata
     from corese_edge.model.checkpoint import file_sha256, load_checkpoint
 
-    proto = onnx.load(str(tiny_onnx))
+    proto = onnx.load(str(lite_onnx))
     assert sorted(p.key for p in proto.metadata_props) == sorted(ONNX_KEYS)
-    meta = read_metadata(tiny_onnx)
-    ckpt = load_checkpoint(tiny_checkpoint)
+    meta = read_metadata(lite_onnx)
+    ckpt = load_checkpoint(lite_checkpoint)
     assert list(meta.class_names) == ckpt.class_names
     assert meta.preprocessing == ckpt.preprocessing
     assert meta.model == "coresse-lite"
-    assert meta.checkpoint_sha256 == file_sha256(tiny_checkpoint)
+    assert meta.checkpoint_sha256 == file_sha256(lite_checkpoint)
     props = {p.key: p.value for p in proto.metadata_props}
     assert json.loads(props["class_names"]) == ckpt.class_names
     assert json.loads(props["preprocessing"])["size"] == ckpt.preprocessing.size
 
 
-def test_graph_is_clean_and_passes_the_full_checker(tiny_onnx):
-    proto = onnx.load(str(tiny_onnx))
+def test_graph_is_clean_and_passes_the_full_checker(lite_onnx):
+    proto = onnx.load(str(lite_onnx))
     onnx.checker.check_model(proto, full_check=True)
     ops = {n.op_type for n in proto.graph.node}
     assert "Identity" not in ops and "Constant" not in ops
@@ -40,17 +40,17 @@ def test_graph_is_clean_and_passes_the_full_checker(tiny_onnx):
 
 
 @pytest.mark.parametrize("batch", [1, 5])
-def test_onnx_matches_pytorch_at_any_batch(tiny_onnx, tiny_checkpoint, batch):
+def test_onnx_matches_pytorch_at_any_batch(lite_onnx, lite_checkpoint, batch):
     import torch
 
     from corese_edge.export.comparator import onnx_logits
     from corese_edge.model.checkpoint import load_checkpoint
 
-    model = load_checkpoint(tiny_checkpoint).build_model(se_mode="sample")
+    model = load_checkpoint(lite_checkpoint).build_model(se_mode="sample")
     x = np.random.default_rng(batch).standard_normal((batch, 3, 32, 32)).astype(np.float32)
     with torch.inference_mode():
         expected = model(torch.from_numpy(x)).numpy()
-    got = onnx_logits(tiny_onnx, x)
+    got = onnx_logits(lite_onnx, x)
     assert got.shape == (batch, 7)
     assert np.max(np.abs(got - expected)) <= 1e-4
     assert (got.argmax(1) == expected.argmax(1)).all()

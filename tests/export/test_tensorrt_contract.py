@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -209,8 +210,11 @@ def test_portability_options_and_a_reused_timing_cache(version, onnx_files, tmp_
     cache = tmp_path / "trt.cache"
     stored = fake_timing_cache(trt, timings=b"[earlier timings]")
     cache.write_bytes(stored)
-    built = T.build_engine(onnx_files["int8"], None, 1, 8, 32, 2.0, cache, "ampere+", True, trt=trt, gpu=L4)
-    assert built.plan == onnx_files["int8"].with_name("model.int8.plan")
+    # a copy, so the default plan path lands in tmp_path, not beside the shared tiny_export's files
+    onnx_int8 = tmp_path / onnx_files["int8"].name
+    shutil.copyfile(onnx_files["int8"], onnx_int8)
+    built = T.build_engine(onnx_int8, None, 1, 8, 32, 2.0, cache, "ampere+", True, trt=trt, gpu=L4)
+    assert built.plan == onnx_int8.with_name("model.int8.plan")
     assert ("create_timing_cache", stored) in trt.calls and ("set_timing_cache", False) in trt.calls
     assert cache.read_bytes() == stored + f"[timings {LINES[version]}]".encode()  # updated, not replaced
     assert ("set_flag", "VERSION_COMPATIBLE") in trt.calls

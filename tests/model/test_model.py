@@ -96,10 +96,10 @@ def test_import_corese_edge_does_not_import_torch():
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
 
 
-def test_pretrained_from_local_state_dict(tmp_path, tiny_checkpoint):
+def test_pretrained_from_local_state_dict(tmp_path, lite_checkpoint):
     model = CoResSE("coresse-lite", 7)
-    apply_pretrained(model, str(tiny_checkpoint))
-    ref = load_checkpoint(tiny_checkpoint).state_dict
+    apply_pretrained(model, str(lite_checkpoint))
+    ref = load_checkpoint(lite_checkpoint).state_dict
     assert torch.equal(model.state_dict()["resnet.conv1.weight"], ref["resnet.conv1.weight"])
     with pytest.raises(UserError, match="imagenet"):
         apply_pretrained(model, str(tmp_path / "nope.pt"))

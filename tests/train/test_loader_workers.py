@@ -32,7 +32,7 @@ def test_workers_are_not_forked_from_the_training_process():
 def _run(data, out, workers, cache="off"):
     from corese_edge.train import TrainConfig, train
 
-    cfg = TrainConfig(data=str(data), model="coresse-lite", img_size=32, epochs=2, batch_size=16, lr=3e-3,
+    cfg = TrainConfig(data=str(data), model="coresse-test", img_size=32, epochs=2, batch_size=16, lr=3e-3,
                       warmup_epochs=1, pretrained="none", workers=workers, seed=3, out=str(out), progress=False,
                       face_template_images=0, swa_start=0.5, cache=cache)
     return train(cfg)

@@ -26,7 +26,7 @@ LR, MIN_LR, SMOOTHING = 2e-3, 1e-5, 0.1
 
 
 @pytest.fixture(scope="module")
-def watched_run(imbalanced_faces, tiny_checkpoint, tmp_path_factory):
+def watched_run(imbalanced_faces, lite_checkpoint, tmp_path_factory):
     seen = {"initial_state": None, "inputs": [], "conv_out": [], "linear_out": [], "loss": []}
 
     real_build = trainer_mod.build_model
@@ -63,7 +63,7 @@ def watched_run(imbalanced_faces, tiny_checkpoint, tmp_path_factory):
     cfg = TrainConfig(data=str(imbalanced_faces), dataset="folder", model="coresse-lite", img_size=32, epochs=2,
                       batch_size=8, lr=LR, min_lr=MIN_LR, warmup_epochs=1, mixup=0.0, cutmix=0.0,
                       label_smoothing=SMOOTHING, amp="bf16", channels_last=True, balance="loss",
-                      init_from=str(tiny_checkpoint), pretrained="none", device="cpu", workers=0, seed=4,
+                      init_from=str(lite_checkpoint), pretrained="none", device="cpu", workers=0, seed=4,
                       progress=False, out=str(tmp_path_factory.mktemp("options") / "run"))
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(trainer_mod, "build_model", build_and_watch)
@@ -117,9 +117,9 @@ def test_label_smoothing_without_mixup_is_smoothed_cross_entropy(watched_run):
         assert loss == pytest.approx(ref.item(), rel=1e-5)
 
 
-def test_init_from_loads_the_checkpoint_and_reinitialises_a_mismatched_head(watched_run, tiny_checkpoint):
+def test_init_from_loads_the_checkpoint_and_reinitialises_a_mismatched_head(watched_run, lite_checkpoint):
     _, _, _, seen = watched_run
-    src = load_checkpoint(tiny_checkpoint).state_dict
+    src = load_checkpoint(lite_checkpoint).state_dict
     start = seen["initial_state"]
     assert start.keys() == src.keys()
     assert src["classifier.3.weight"].shape[0] == 7 and start["classifier.3.weight"].shape[0] == 3
