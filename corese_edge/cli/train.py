@@ -184,7 +184,7 @@ Examples:
 """)
 @click.option("--out", type=click.Path(), default="corese-demo", show_default=True, help="Folder for the data, the run and the exports.")
 @click.option("--epochs", type=int, default=None, help="Training epochs.  [default: the demo recipe's]")
-@click.option("--img-size", type=int, default=None, help="Training input size in pixels.  [default: 64]")
+@click.option("--img-size", type=int, default=None, help="Training input size in pixels.  [default: 48]")
 @click.option("--images-per-class", type=int, default=None,
               help="Synthetic training images per class; the test split gets a quarter as many.  [default: 200]")
 @click.option("--bench-seconds", type=float, default=None,
