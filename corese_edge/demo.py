@@ -59,14 +59,15 @@ DEMO_CUTMIX = 0.0
 
 def demo_train_config(data: str | Path, out: str | Path, *, img_size: int = 48, epochs: int = DEMO_EPOCHS,
                       seed: int = 0, resume: bool = False, progress: bool = True, **overrides: Any):
-    """The demo's ``TrainConfig`` (also the GPU suite's reference run and the throughput benchmark's
-    ``demo`` setting, so that all three train what the demo trains)."""
+    """The demo's ``TrainConfig``; the GPU suite's reference run is built with it too
+    (``benchmarks/train_throughput.py``'s ``demo`` setting takes its size and batch from here)."""
     from corese_edge.train import TrainConfig
 
     options: dict[str, Any] = dict(
         data=str(data), model="coresse-lite", img_size=img_size, epochs=epochs, batch_size=DEMO_BATCH,
         lr=DEMO_LR, mixup=DEMO_MIXUP, cutmix=DEMO_CUTMIX, warmup_epochs=1, pretrained="none",
-        # workers=0: measured, 2 workers were slower at this size (README, "Demo recipe").  The SIGSEGV
+        # workers=0: measured, 2 workers were slower for this recipe (137 s against 116 s; README,
+        # "Demo recipe").  The SIGSEGV
         # once blamed on workers came from OpenVINO's signal stack (docs/ARCHITECTURE.md).
         workers=0, seed=seed, out=str(out), resume=resume, progress=progress,
     )
