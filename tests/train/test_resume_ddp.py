@@ -50,8 +50,8 @@ def _rows(out: Path) -> int:
 def test_resume_after_sigkill_ends_with_identical_weights(small_faces, tmp_path):
     """Killed after SWA has started (>= 1 model averaged), resumed: bit-identical to a run never killed."""
     # 1. the reference: an uninterrupted run of the same command, in its own process like the
-    # killed one, so both runs start from the same clean interpreter.  (Full suite runs still die
-    # with SIGSEGV at this test, rc 139, with the reference out of process too; see the stop notes.)
+    # killed one, so both runs start from the same clean interpreter.  (Full suite runs once died
+    # with SIGSEGV at this test: OpenVINO's dangling signal stack, docs/ARCHITECTURE.md.)
     ref_out = tmp_path / "ref"
     ref_run = subprocess.run([sys.executable, "-m", "corese_edge", "train", *_cli_args(small_faces, ref_out, swa_start=SWA_FROM_FIRST)],
                              env=_env(), capture_output=True, text=True, timeout=900)
