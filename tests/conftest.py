@@ -23,7 +23,7 @@ if os.environ.get("PYTEST_XDIST_WORKER_COUNT"):
     os.environ.setdefault("OMP_NUM_THREADS", str(_share))
 os.environ.setdefault("OMP_NUM_THREADS", "2")
 # The suite starts about a hundred Python processes (CLI commands, torchrun ranks, loader workers).
-# With PYTHONDONTWRITEBYTECODE set (as on the CI machines) and a venv installed without byte-code
+# With PYTHONDONTWRITEBYTECODE set (as on these development machines) and a venv installed without byte-code
 # (.ci/run's pip --no-compile), each of them would compile torch's sources again: an import of
 # torch + the trainer took 4.5 s instead of 2.8 s.  Let this run and its children write .pyc files.
 os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
@@ -57,6 +57,7 @@ def made_once(tmp_path_factory, name: str, make, load):
         product = make(root / "product")
         done.touch()
         return product
+
 
 #: The YuNet face model kept outside the project (``../shared/models`` from the repository root),
 #: so the face tests and training's template detection run the real detector offline.
