@@ -26,7 +26,7 @@ class DemoConfig:
     export: bool = True
     train_per_class: int = 200
     test_per_class: int = 50
-    img_size: int = 48
+    img_size: int = 48  # DEMO_IMG_SIZE below; a dataclass default cannot name it before it is defined
     seed: int = 0
     progress: bool = True
     #: seconds of timing per artifact (and batch size) in the cpu-best pick and in the benchmark step
@@ -50,6 +50,7 @@ class DemoConfig:
 #: scratch at 48 px, batch 64, 10 epochs at lr 3e-3, SWA over the last quarter, no Mixup/CutMix
 #: (the synthetic cues are clean, and in 10 epochs mixing only slowed convergence).  Everything
 #: else is the seed recipe.
+DEMO_IMG_SIZE = DemoConfig.img_size
 DEMO_EPOCHS = 10
 DEMO_LR = 3e-3
 DEMO_BATCH = 64
@@ -57,7 +58,7 @@ DEMO_MIXUP = 0.0
 DEMO_CUTMIX = 0.0
 
 
-def demo_train_config(data: str | Path, out: str | Path, *, img_size: int = 48, epochs: int = DEMO_EPOCHS,
+def demo_train_config(data: str | Path, out: str | Path, *, img_size: int = DEMO_IMG_SIZE, epochs: int = DEMO_EPOCHS,
                       seed: int = 0, resume: bool = False, progress: bool = True, **overrides: Any):
     """The demo's ``TrainConfig``; the GPU suite's reference run is built with it too
     (``benchmarks/train_throughput.py``'s ``demo`` setting takes its size and batch from here)."""
@@ -67,8 +68,8 @@ def demo_train_config(data: str | Path, out: str | Path, *, img_size: int = 48, 
         data=str(data), model="coresse-lite", img_size=img_size, epochs=epochs, batch_size=DEMO_BATCH,
         lr=DEMO_LR, mixup=DEMO_MIXUP, cutmix=DEMO_CUTMIX, warmup_epochs=1, pretrained="none",
         # workers=0: measured, 2 workers were slower for this recipe (137 s against 116 s; README,
-        # "Demo recipe").  The SIGSEGV
-        # once blamed on workers came from OpenVINO's signal stack (docs/ARCHITECTURE.md).
+        # "Demo recipe").  The SIGSEGV once blamed on workers came from OpenVINO's signal stack
+        # (docs/ARCHITECTURE.md).
         workers=0, seed=seed, out=str(out), resume=resume, progress=progress,
     )
     options.update(overrides)

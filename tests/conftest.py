@@ -16,12 +16,10 @@ from pathlib import Path
 
 import pytest
 
-if os.environ.get("PYTEST_XDIST_WORKER_COUNT"):
-    # README runs the suite as ``pytest -n 2``: each worker gets its share of the cores, so two
-    # workers on two cores do not oversubscribe them (torch reads this once, at import)
-    _share = max(1, (os.cpu_count() or 1) // int(os.environ["PYTEST_XDIST_WORKER_COUNT"]))
-    os.environ.setdefault("OMP_NUM_THREADS", str(_share))
-os.environ.setdefault("OMP_NUM_THREADS", "2")
+# README runs the suite as ``pytest -n 2``: each xdist worker gets its share of the cores, so two
+# workers on two cores do not oversubscribe them (torch reads this once, at import); serially, 2
+_workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT") or 0)
+os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // _workers)) if _workers else "2")
 # The suite starts about a hundred Python processes (CLI commands, torchrun ranks, loader workers).
 # With PYTHONDONTWRITEBYTECODE set (as on these development machines) and a venv installed without byte-code
 # (.ci/run's pip --no-compile), each of them would compile torch's sources again: an import of
