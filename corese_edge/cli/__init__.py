@@ -36,6 +36,7 @@ COMMANDS = {
     "inspect": "corese_edge.cli.inspect:inspect_command",
     "faces": "corese_edge.cli.faces:faces_group",
     "package": "corese_edge.cli.serve:package_command",
+    "serve": "corese_edge.cli.serve:serve_command",
 }
 
 

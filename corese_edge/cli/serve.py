@@ -69,3 +69,57 @@ def package_command(artifact, triton_dir, deepstream_dir, backend, max_batch, ma
         for note in ds.notes:
             click.echo(note, err=True)
         click.echo(f"wrote DeepStream files {ds.folder}: {ds.model.name}, {ds.labels.name}, {ds.config.name}")
+
+
+SERVE_EPILOG = """\b
+Examples:
+  corese-edge serve export/model.int8.onnx                      # loopback, ports 8000/8001/8002
+  corese-edge serve export/model.int8.onnx --max-batch 16 --max-queue-delay-us 1000 --instances 2
+  corese-edge serve export/model.int8.plan --tritonserver /opt/tritonserver/bin/tritonserver
+  corese-edge serve export/model.int8.xml --host 0.0.0.0 --no-faces   # every interface: only when asked
+\b
+Which server: --tritonserver PATH, else tritonserver on PATH (native backends), else the server
+bundled with nvidia-pytriton (pip install 'corese-edge[serve]'; Python backend only, so coresse runs
+corese-edge's own runner).  Clients: tritonclient (HTTP, gRPC), curl with KServe v2 JSON, or
+corese_edge.client.ExpressionClient.
+"""
+
+
+@click.command("serve", epilog=SERVE_EPILOG)
+@click.argument("artifact", type=click.Path())
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address Triton listens on (HTTP, gRPC and metrics).  Loopback unless you say otherwise.")
+@click.option("--http-port", type=int, default=8000, show_default=True)
+@click.option("--grpc-port", type=int, default=8001, show_default=True)
+@click.option("--metrics-port", type=int, default=8002, show_default=True)
+@click.option("--backend", type=click.Choice(["auto", "native", "python"]), default="auto", show_default=True,
+              help="coresse's backend; auto: native with a full tritonserver, python with the bundled one.")
+@click.option("--max-batch", type=click.IntRange(min=1), default=None,
+              help="Triton max_batch_size.  [default: a plan's profile maximum, else build-engine's default]")
+@click.option("--max-queue-delay-us", type=click.IntRange(min=0), default=500, show_default=True,
+              help="Dynamic batcher: how long a request may wait for others.")
+@click.option("--instances", type=click.IntRange(min=1), default=1, show_default=True, help="Model instances (instance_group count).")
+@click.option("--faces/--no-faces", default=True, show_default=True,
+              help="Also serve coresse_faces (YuNet + alignment + coresse), found as predict --faces finds it.")
+@click.option("--face-model", type=click.Path(), default=None, help="YuNet .onnx.  [default: as predict --faces finds it]")
+@click.option("--tritonserver", "tritonserver", type=click.Path(), default=None,
+              help="The tritonserver binary.  [default: tritonserver on PATH, else nvidia-pytriton's]")
+@click.option("--repository", type=click.Path(file_okay=False), default=None,
+              help="Write (and keep) the model repository here.  [default: a temporary folder]")
+@click.option("--exit-timeout", "exit_timeout_s", type=click.IntRange(min=0), default=30, show_default=True,
+              help="Seconds to answer requests in flight after SIGINT / SIGTERM.")
+@click.option("--log-verbose", type=click.IntRange(min=0), default=0, show_default=True, help="tritonserver's --log-verbose.")
+def serve_command(artifact, host, http_port, grpc_port, metrics_port, backend, max_batch, max_queue_delay_us, instances,
+                  faces, face_model, tritonserver, repository, exit_timeout_s, log_verbose):
+    """Serve an exported artifact on NVIDIA Triton Inference Server (coresse, and coresse_faces),
+    with dynamic batching, until Ctrl-C or SIGTERM."""
+    import sys
+
+    from corese_edge.serve.server import ServeOptions, serve
+
+    options = ServeOptions(host=host, http_port=http_port, grpc_port=grpc_port, metrics_port=metrics_port, backend=backend,
+                           max_batch=max_batch, max_queue_delay_us=max_queue_delay_us, instances=instances, faces=faces,
+                           face_model=face_model, tritonserver=tritonserver, repository=repository,
+                           exit_timeout_s=exit_timeout_s, log_verbose=log_verbose)
+    code = serve(artifact, options, echo=lambda line: click.echo(line, err=line.startswith("coresse:")))
+    sys.exit(code)

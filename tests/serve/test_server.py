@@ -1,0 +1,425 @@
+"""``corese-edge serve`` against a REAL Triton Inference Server: the build bundled with
+nvidia-pytriton (dev extra; Python backend only, so ``coresse`` is corese-edge's runner inside
+Triton), started as a user starts it, on loopback, and driven by stock clients (tritonclient over
+HTTP and gRPC, curl with KServe v2 JSON) and by :class:`corese_edge.client.ExpressionClient`.
+
+Every load here is bounded in count and time.  What cannot run here: Triton's native ONNX Runtime,
+OpenVINO and TensorRT backends (``package --triton``'s native repositories are checked against
+Triton's schema in test_triton_repository.py and with a fake in test_python_backend_contract.py).
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from corese_edge.errors import MissingExtra, UserError
+from corese_edge.runtime import ExpressionClassifier, Preprocessor
+from corese_edge.runtime.classifier import softmax
+from corese_edge.serve import server as server_mod
+from tests.conftest import TINY_SIZE
+from tests.runtime.test_faces_align import astronaut  # noqa: F401  (session fixture)
+from tests.serve.serve_process import ServeProcess, free_ports
+from tests.test_cli_errors import assert_one_line_error, run_cli
+
+httpclient = pytest.importorskip("tritonclient.http", reason="tritonclient (dev extra)")
+grpcclient = pytest.importorskip("tritonclient.grpc", reason="tritonclient[grpc] (dev extra)")
+from tritonclient.utils import InferenceServerException  # noqa: E402
+
+pytestmark = pytest.mark.slow
+S = TINY_SIZE
+MAX_BATCH = 8
+
+
+@pytest.fixture(scope="module")
+def served(int8_onnx):
+    proc = ServeProcess(int8_onnx, "--max-batch", str(MAX_BATCH), "--max-queue-delay-us", "2000").wait_ready()
+    yield proc
+    assert proc.stop() == 0, "\n".join(proc.stdout + proc.stderr)
+
+
+@pytest.fixture(scope="module")
+def test_images(synthetic_data) -> list[Path]:
+    """The synthetic set's test images (as the demo makes them), two per class."""
+    files = sorted((synthetic_data / "DATASET" / "test").glob("*/*.jpg"))
+    picked = [f for c in sorted({f.parent for f in files}) for f in sorted(c.glob("*.jpg"))[:2]]
+    assert len(picked) == 14
+    return picked
+
+
+@pytest.fixture(scope="module")
+def reference(int8_onnx):
+    with ExpressionClassifier.from_artifact(int8_onnx) as clf:
+        yield clf
+
+
+def frames_of(files, prep) -> np.ndarray:
+    """Frames as a client prepares them for ``coresse``: decoded, resized with the model's
+    preprocessing ``prep``, in its channel order (uint8 NHWC; the model normalises)."""
+    from corese_edge.runtime.preprocess import as_frames
+
+    return Preprocessor(prep, np.dtype(np.uint8)).from_frames(as_frames([str(f) for f in files]))
+
+
+def expected_probs(reference, frames: np.ndarray) -> np.ndarray:
+    """The in-process runner's probabilities of ``frames`` (normalised here when the artifact takes
+    the float input, as the served model normalises them)."""
+    x = frames if np.dtype(reference.input.dtype) == np.uint8 else Preprocessor(reference.preprocessing).normalize(frames)
+    return softmax(reference.runner.infer({reference.input.name: x})[reference.output_name])
+
+
+def http_infer(url: str, frames: np.ndarray, dtype: str = "UINT8") -> np.ndarray:
+    client = httpclient.InferenceServerClient(url)
+    try:
+        inp = httpclient.InferInput("frames", list(frames.shape), dtype)
+        inp.set_data_from_numpy(frames, binary_data=True)
+        return client.infer("coresse", [inp], outputs=[httpclient.InferRequestedOutput("probabilities")]).as_numpy("probabilities")
+    finally:
+        client.close()
+
+
+# ----------------------------------------------------------------------------- serving and listening
+def _address(hexaddr: str) -> str:
+    """/proc/net/tcp{,6}'s local address (32-bit words in host byte order) as an IP string; an
+    IPv4-mapped IPv6 address (``::ffff:127.0.0.1``, as gRPC binds) as its IPv4 form."""
+    raw = b"".join(bytes.fromhex(hexaddr[i:i + 8])[::-1] for i in range(0, len(hexaddr), 8))
+    if len(raw) == 4:
+        return socket.inet_ntop(socket.AF_INET, raw)
+    if raw[:12] == b"\0" * 10 + b"\xff\xff":
+        return socket.inet_ntop(socket.AF_INET, raw[12:])
+    return socket.inet_ntop(socket.AF_INET6, raw)
+
+
+def listeners(port: int) -> set[str]:
+    """Local addresses LISTENing on ``port`` (from /proc/net/tcp and tcp6)."""
+    found = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            rows = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for row in rows:
+            local, state = row.split()[1], row.split()[3]
+            addr, hexport = local.rsplit(":", 1)
+            if state == "0A" and int(hexport, 16) == port:
+                found.add(_address(addr))
+    return found
+
+
+def test_ready_banner_and_only_loopback_listens(served):
+    banner = "\n".join(served.stdout)
+    assert "coresse, coresse_faces" in banner and "python backend" in banner
+    assert f"http://127.0.0.1:{served.http}" in banner and f"127.0.0.1:{served.grpc}" in banner
+    assert f"http://127.0.0.1:{served.metrics}/metrics" in banner
+    assert f"frames uint8 [N, {S}, {S}, 3] -> probabilities float32 [N, 7], max batch {MAX_BATCH}" in banner
+    for port in (served.http, served.grpc, served.metrics):
+        assert listeners(port) == {"127.0.0.1"}, (port, listeners(port))  # loopback only: no 0.0.0.0, no ::
+
+
+def test_the_python_backend_stubs_run_this_interpreters_libpython(served):
+    """Each model's stub process maps the libpython of the interpreter corese-edge runs on (whose
+    site-packages it imports), not another patch release the system has under the same name."""
+    import re
+    import sysconfig
+
+    repository = re.search(r" from (\S+) \(", "\n".join(served.stdout)).group(1)
+    stubs = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            maps = Path(f"/proc/{pid}/maps").read_text()
+        except OSError:
+            continue
+        if "triton_python_backend_stub" in cmdline and repository in cmdline:
+            stubs.append({Path(line.split()[-1]).resolve() for line in maps.splitlines() if "libpython3" in line})
+    assert len(stubs) == 2, stubs  # coresse and coresse_faces, one instance each
+    ours = (Path(sysconfig.get_config_var("LIBDIR")) / sysconfig.get_config_var("INSTSONAME")).resolve()
+    assert all(libs == {ours} for libs in stubs), (ours, stubs)
+
+
+def test_frames_over_http_and_grpc_match_the_runner_and_predict(served, test_images, reference, tmp_path):
+    frames = frames_of(test_images, reference.preprocessing)
+    want = expected_probs(reference, frames)
+    got_http = http_infer(served.http_url, frames[:MAX_BATCH])
+    client = grpcclient.InferenceServerClient(served.grpc_url)
+    inp = grpcclient.InferInput("frames", list(frames[MAX_BATCH:].shape), "UINT8")
+    inp.set_data_from_numpy(frames[MAX_BATCH:])
+    got_grpc = client.infer("coresse", [inp]).as_numpy("probabilities")
+    client.close()
+    got = np.concatenate([got_http, got_grpc])
+    assert got.shape == (len(test_images), 7) and got.dtype == np.float32
+    np.testing.assert_allclose(got, want, atol=1e-4)
+    np.testing.assert_allclose(got.sum(axis=1), 1.0, atol=1e-5)
+    res = run_cli("predict", *map(str, test_images), "--model", str(reference.runner.path), "--json")
+    assert res.returncode == 0, res.stderr
+    labels = [p["label"] for p in json.loads(res.stdout)["predictions"]]
+    assert [reference.class_names[i] for i in got.argmax(axis=1)] == labels
+
+
+def test_curl_with_kserve_v2_json(served, test_images, reference):
+    if shutil.which("curl") is None:
+        pytest.skip("curl is not installed")
+    frames = frames_of(test_images[:2], reference.preprocessing)
+    body = {"inputs": [{"name": "frames", "shape": list(frames.shape), "datatype": "UINT8",
+                        "data": frames.reshape(-1).tolist()}]}
+    res = subprocess.run(["curl", "-sS", "-X", "POST", f"http://{served.http_url}/v2/models/coresse/infer",
+                          "-H", "Content-Type: application/json", "--data-binary", "@-"],
+                         input=json.dumps(body), capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0, res.stderr
+    [out] = json.loads(res.stdout)["outputs"]
+    assert out["name"] == "probabilities" and out["datatype"] == "FP32" and out["shape"] == [2, 7]
+    np.testing.assert_allclose(np.array(out["data"], np.float32).reshape(2, 7), expected_probs(reference, frames), atol=1e-4)
+
+
+def test_expression_client_gives_the_classifiers_predictions(served, test_images, reference):
+    from corese_edge.client import ExpressionClient
+
+    want = reference.predict([str(f) for f in test_images])
+    for url in (f"http://{served.http_url}", f"grpc://{served.grpc_url}"):
+        with ExpressionClient(url, batch_size=4) as client:
+            assert client.class_names == reference.class_names and client.preprocessing == reference.preprocessing
+            got = client.predict([str(f) for f in test_images])
+            assert [p.label for p in got] == [p.label for p in want], url
+            np.testing.assert_allclose(np.stack([p.probs for p in got]), np.stack([p.probs for p in want]), atol=1e-4)
+            # BGR frames (OpenCV) are turned into the model's order client-side
+            bgr = cv2.imread(str(test_images[0]))
+            [p] = client.predict(bgr, color_order="bgr")
+            np.testing.assert_allclose(p.probs, want[0].probs, atol=1e-4)
+
+
+def test_faces_model_returns_what_predict_faces_json_gives(served, int8_onnx, astronaut, tmp_path):  # noqa: F811
+    from corese_edge.client import ExpressionClient
+
+    photo = tmp_path / "astronaut.png"
+    cv2.imwrite(str(photo), astronaut[:, :, ::-1])
+    res = run_cli("predict", str(photo), "--model", str(int8_onnx), "--faces", "--json")
+    assert res.returncode == 0, res.stderr
+    [expected] = json.loads(res.stdout)["predictions"]
+    client = httpclient.InferenceServerClient(served.http_url)
+    inp = httpclient.InferInput("image", [1], "BYTES")
+    inp.set_data_from_numpy(np.array([photo.read_bytes()], dtype=np.object_), binary_data=True)
+    result = client.infer("coresse_faces", [inp])
+    client.close()
+    assert result.as_numpy("boxes").shape == (1, 4) and result.as_numpy("landmarks").shape == (1, 5, 2)
+    np.testing.assert_allclose(result.as_numpy("boxes")[0], expected["box"], atol=0.01)
+    np.testing.assert_allclose(result.as_numpy("landmarks")[0], expected["landmarks"], atol=0.01)
+    np.testing.assert_allclose(result.as_numpy("scores")[0], expected["face_score"], atol=1e-4)
+    assert [b.decode() for b in result.as_numpy("labels")] == [expected["label"]]
+    np.testing.assert_allclose(result.as_numpy("probabilities")[0], list(expected["probs"].values()), atol=1e-4)
+    with ExpressionClient(f"http://{served.http_url}") as ec:
+        [[face]] = ec.predict_faces(str(photo))
+        [[same]] = ec.predict_faces(astronaut)  # a frame is PNG-encoded client-side, losslessly
+    assert face.label == expected["label"] and face.face == 0
+    np.testing.assert_allclose(face.box, expected["box"], atol=0.01)
+    np.testing.assert_allclose(same.probs, face.probs, atol=1e-6)
+    # an image without a face: zero rows, not an error
+    with ExpressionClient(f"http://{served.http_url}") as ec:
+        assert ec.predict_faces(np.full((240, 320, 3), 127, np.uint8)) == [[]]
+
+
+# ----------------------------------------------------------------------------- bad requests
+def raw_post(url: str, body: bytes, headers: dict[str, str], model: str = "coresse") -> tuple[int, str]:
+    import http.client
+
+    host, port = url.split(":")
+    conn = http.client.HTTPConnection(host, int(port), timeout=60)
+    try:
+        conn.request("POST", f"/v2/models/{model}/infer", body=body, headers=headers)
+        r = conn.getresponse()
+        return r.status, r.read().decode(errors="replace")
+    finally:
+        conn.close()
+
+
+def binary_request(name: str, shape, datatype: str, payload: bytes) -> tuple[bytes, dict[str, str]]:
+    header = json.dumps({"inputs": [{"name": name, "shape": list(shape), "datatype": datatype,
+                                     "parameters": {"binary_data_size": len(payload)}}]}).encode()
+    return header + payload, {"Inference-Header-Content-Length": str(len(header)), "Content-Type": "application/octet-stream"}
+
+
+def bad_requests(served, frames: np.ndarray) -> dict[str, callable]:
+    """name -> a callable sending that bad request and returning the error text the server gave."""
+
+    def via_client(model, name, array, dtype):
+        def send():
+            client = httpclient.InferenceServerClient(served.http_url)
+            try:
+                inp = httpclient.InferInput(name, list(array.shape), dtype)
+                inp.set_data_from_numpy(array, binary_data=True)
+                client.infer(model, [inp])
+            except InferenceServerException as exc:
+                return exc.message()
+            finally:
+                client.close()
+            return None
+        return send
+
+    def empty():
+        status, text = raw_post(served.http_url, b'{"inputs": []}', {"Content-Type": "application/json"})
+        return text if status >= 400 else None
+
+    def oversized():
+        # 64 MiB declared and sent for a tensor of 4 frames: far more bytes than the shape holds
+        body, headers = binary_request("frames", (4, S, S, 3), "UINT8", bytes(64 * 2**20))
+        status, text = raw_post(served.http_url, body, headers)
+        return text if status >= 400 else None
+
+    return {
+        "wrong dtype": (via_client("coresse", "frames", frames.astype(np.float32), "FP32"), "data-type is 'FP32', but model 'coresse' expects 'UINT8'"),
+        "wrong shape": (via_client("coresse", "frames", np.zeros((2, S + 1, S, 3), np.uint8), "UINT8"), f"Expected [-1,{S},{S},3], got [2,{S + 1},{S},3]"),
+        "batch above the maximum": (via_client("coresse", "frames", np.zeros((MAX_BATCH + 1, S, S, 3), np.uint8), "UINT8"), f"batch-size must be <= {MAX_BATCH}"),
+        "corrupt image": (via_client("coresse_faces", "image", np.array([b"\x89PNG\r\n\x1a\n broken"], dtype=np.object_), "BYTES"), "'image' is not a decodable JPEG or PNG"),
+        "empty request": (empty, "missing required input(s) ['frames']"),
+        "oversized body": (oversized, f"input byte size mismatch for input 'frames' for model 'coresse'. Expected {4 * S * S * 3}, got {64 * 2**20}"),
+    }
+
+
+def test_each_bad_request_is_named_and_the_next_good_one_is_answered(served, test_images, reference):
+    frames = frames_of(test_images[:4], reference.preprocessing)
+    want = expected_probs(reference, frames)
+    for name, (send, fragment) in bad_requests(served, frames).items():
+        message = send()
+        assert message is not None, f"{name}: the server accepted it"
+        assert fragment in message, (name, message)
+        np.testing.assert_allclose(http_infer(served.http_url, frames), want, atol=1e-4, err_msg=f"after {name}")
+
+
+def test_good_requests_beside_bad_ones_all_succeed_and_are_batched(served, test_images, reference):
+    frames = frames_of(test_images, reference.preprocessing)
+    want = expected_probs(reference, frames)
+    bad = [send for send, _ in bad_requests(served, frames[:4]).values() if send.__name__ != "oversized"]
+    stats = httpclient.InferenceServerClient(served.http_url)
+    before = stats.get_inference_statistics("coresse")["model_stats"][0]["execution_count"]
+
+    def good(i: int):
+        lo = i % (len(frames) - 3)
+        return lo, http_infer(served.http_url, frames[lo:lo + 3])
+
+    jobs = []
+    with ThreadPoolExecutor(max_workers=12) as pool:  # bounded: 96 good and 20 bad requests
+        for i in range(96):
+            jobs.append(("good", pool.submit(good, i)))
+            if i % 5 == 0:
+                jobs.append(("bad", pool.submit(bad[(i // 5) % len(bad)])))
+        for kind, job in jobs:
+            if kind == "good":
+                lo, got = job.result(timeout=120)
+                np.testing.assert_allclose(got, want[lo:lo + 3], atol=1e-4)
+            else:
+                assert job.result(timeout=120) is not None
+    model = stats.get_inference_statistics("coresse")["model_stats"][0]
+    stats.close()
+    executions = int(model["execution_count"]) - int(before)
+    assert 0 < executions < 96, executions  # the dynamic batcher put requests together
+    assert any(int(b["batch_size"]) > 3 for b in model["batch_stats"]), model["batch_stats"]
+
+
+# ----------------------------------------------------------------------------- lifecycle
+def test_sigterm_answers_every_request_in_flight(int8_onnx, test_images, reference):
+    # a long queue delay keeps the requests waiting in Triton's batcher when SIGTERM arrives
+    proc = ServeProcess(int8_onnx, "--no-faces", "--max-batch", str(MAX_BATCH), "--max-queue-delay-us", "1500000").wait_ready()
+    frames = frames_of(test_images[:4], reference.preprocessing)
+    want = expected_probs(reference, frames)
+    client = httpclient.InferenceServerClient(proc.http_url, concurrency=6)
+    try:
+        pending = []
+        for i in range(6):
+            inp = httpclient.InferInput("frames", [1, S, S, 3], "UINT8")
+            inp.set_data_from_numpy(frames[i % 4:i % 4 + 1], binary_data=True)
+            pending.append((i % 4, client.async_infer("coresse", [inp])))
+        time.sleep(0.4)
+        proc.proc.send_signal(signal.SIGTERM)
+        for i, req in pending:
+            np.testing.assert_allclose(req.get_result(timeout=60).as_numpy("probabilities")[0], want[i], atol=1e-4)
+    finally:
+        client.close()
+    assert proc.proc.wait(timeout=60) == 0, "\n".join(proc.stdout + proc.stderr)
+    with socket.socket() as s:  # and it is gone
+        assert s.connect_ex(("127.0.0.1", proc.http)) != 0
+
+
+def test_a_second_server_on_a_busy_port_is_one_line(served, int8_onnx):
+    res = run_cli("serve", str(int8_onnx), "--http-port", str(served.http), "--grpc-port", str(free_ports(1)[0]),
+                  "--metrics-port", str(free_ports(1)[0]))
+    assert_one_line_error(res, f"port {served.http} on 127.0.0.1 is already in use", "--http-port")
+    res = run_cli("serve", str(int8_onnx), "--http-port", "9100", "--grpc-port", "9100")
+    assert_one_line_error(res, "--grpc-port 9100 is also the http port")
+
+
+def test_serve_refuses_bad_artifacts_and_the_native_backend_on_the_bundled_server(int8_onnx, tmp_path):
+    assert_one_line_error(run_cli("serve", str(tmp_path / "missing.onnx"), "--http-port", str(free_ports(1)[0])),
+                          "artifact not found", "missing.onnx")
+    junk = tmp_path / "junk.onnx"
+    junk.write_bytes(b"not an onnx file")
+    assert_one_line_error(run_cli("serve", str(junk)), "junk.onnx")
+    assert_one_line_error(run_cli("serve", str(int8_onnx), "--backend", "native"),
+                          "bundled with nvidia-pytriton has only the Python backend", "--tritonserver PATH")
+    assert_one_line_error(run_cli("serve", str(int8_onnx), "--tritonserver", str(tmp_path / "nope")),
+                          "--tritonserver", "not an executable file")
+
+
+def test_without_any_triton_server_the_missing_extra_is_one_line(int8_onnx, tmp_path):
+    # a Python on which nvidia-pytriton cannot be found, and a PATH without tritonserver
+    code = ("import importlib.util as u, sys; real = u.find_spec; "
+            "u.find_spec = lambda name, *a: None if name == 'pytriton' else real(name, *a); "
+            "from corese_edge.cli import main; sys.argv = ['corese-edge', 'serve', sys.argv[1]]; main()")
+    env = dict(os.environ, PATH=str(Path(sys.executable).parent))
+    assert shutil.which("tritonserver", path=env["PATH"]) is None
+    res = subprocess.run([sys.executable, "-c", code, str(int8_onnx)], capture_output=True, text=True, timeout=120, env=env)
+    assert_one_line_error(res, "no tritonserver on PATH and nvidia-pytriton is not installed", "pip install 'corese-edge[serve]'")
+
+
+def test_server_failures_give_tritons_first_error():
+    log = ("I1204 04:01:02.000001 42 server.cc:100] starting\n"
+           "E1204 04:01:03.500000 42 model_lifecycle.cc:654] failed to load 'coresse' version 1: Internal: boom\n"
+           "E1204 04:01:03.600000 42 server.cc:200] later error\n")
+    assert server_mod.first_error(log) == "failed to load 'coresse' version 1: Internal: boom"
+    assert server_mod.first_error("I1204 04:01:02.000001 42 server.cc:100] fine\n") is None
+
+
+def test_the_command_binds_what_host_says_and_nothing_else(tmp_path):
+    binary = server_mod.TritonBinary(Path("/usr/bin/tritonserver"), bundled=False)
+    default = server_mod.TritonServer(binary, tmp_path, ["coresse"], ports={"http": 1, "grpc": 2, "metrics": 3}).command()
+    assert {a for a in default if a.split("=")[0].endswith("-address")} == {
+        "--http-address=127.0.0.1", "--grpc-address=127.0.0.1", "--metrics-address=127.0.0.1"}
+    wide = server_mod.TritonServer(binary, tmp_path, ["coresse"], host="0.0.0.0").command()
+    assert "--http-address=0.0.0.0" in wide and "--metrics-address=0.0.0.0" in wide
+
+
+def test_the_bundled_environment_puts_this_pythons_libpython_first():
+    binary = server_mod.bundled_tritonserver()
+    env = server_mod.bundled_environment(binary, base={"LD_LIBRARY_PATH": "/opt/x", "PATH": "/bin"})
+    import sysconfig
+
+    parts = env["LD_LIBRARY_PATH"].split(os.pathsep)
+    assert parts[0] == sysconfig.get_config_var("LIBDIR") and parts[-1] == "/opt/x" and str(binary.libs) in parts
+    assert sysconfig.get_paths()["purelib"] in env["PYTHONPATH"].split(os.pathsep)
+    stub = server_mod.python_stub(binary)
+    assert stub.parent.name == f"{sys.version_info[0]}.{sys.version_info[1]}"
+    with pytest.raises(UserError, match="no Python-backend stub for Python 2.7"):
+        server_mod.python_stub(binary, "2.7")
+
+
+def test_find_tritonserver_order(monkeypatch, tmp_path):
+    fake = tmp_path / "tritonserver"
+    fake.write_text("#!/bin/sh\n")
+    fake.chmod(0o755)
+    assert server_mod.find_tritonserver(fake) == server_mod.TritonBinary(fake, bundled=False)
+    monkeypatch.setenv("PATH", str(tmp_path))
+    assert server_mod.find_tritonserver().executable == fake  # PATH before the bundled build
+    monkeypatch.setenv("PATH", "/nonexistent")
+    assert server_mod.find_tritonserver().bundled
+    monkeypatch.setattr(server_mod.importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(MissingExtra, match=r"corese-edge\[serve\]"):
+        server_mod.find_tritonserver()
