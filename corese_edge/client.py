@@ -126,7 +126,8 @@ class ExpressionClient:
             else:
                 result = self._client.infer(model, [inp], outputs=requested, client_timeout=self.timeout_s)
         except self._t.InferenceServerException as exc:
-            raise ServerError(f"{model}: {exc.message()}") from None
+            message = exc.message() or str(exc)
+            raise ServerError(message if message.startswith(f"{model}:") else f"{model}: {message}") from None
         return {o: result.as_numpy(o) for o in outputs}
 
     # -- the classifier's API --------------------------------------------------------------------

@@ -23,6 +23,9 @@ PACKAGE_ROOT = Path(__file__).resolve().parents[2] / "corese_edge"
 APPLICATION_MODULES = {"demo", "env_report", "__main__"}
 #: Subpackages that are applications in the same sense (the click commands).
 APPLICATION_PACKAGES = {"cli"}
+#: Modules directly under corese_edge/ that are a layer of their own (not base): the Triton client,
+#: which returns the runtime's Prediction objects.
+MODULE_LAYERS = {"client": "client"}
 
 BASE = "base"
 APP = "app"
@@ -38,6 +41,7 @@ ALLOWED = {
     "export": {BASE, "data", "model", "runtime"},
     "bench": {BASE, "model", "runtime", "export"},  # model: the suite exports untrained models
     "serve": {BASE, "runtime", "export"},  # the Triton / DeepStream packaging: reads artifacts, embeds preprocessing
+    "client": {BASE, "runtime"},  # ExpressionClient: torch-free like the runtime it mirrors
 }
 
 #: The one sanctioned exception: the runtime's torch runner loads a checkpoint through the model
@@ -76,6 +80,8 @@ def layer_of(module: str) -> str:
     head = parts[1]
     if (PACKAGE_ROOT / head).is_dir():
         return APP if head in APPLICATION_PACKAGES else head
+    if head in MODULE_LAYERS:
+        return MODULE_LAYERS[head]
     return APP if head in APPLICATION_MODULES else BASE
 
 
@@ -318,6 +324,24 @@ for info in pkgutil.iter_modules(corese_edge.runtime.__path__, "corese_edge.runt
     __import__(info.name)
 heavy = ("torch", "torchvision", "timm", "albumentations")
 layers = ("corese_edge.data", "corese_edge.train", "corese_edge.export", "corese_edge.bench", "corese_edge.model")
+bad = sorted(m for m in sys.modules if m.split(".")[0] in heavy or m.startswith(layers))
+print("LOADED", bad)
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                         cwd=PACKAGE_ROOT.parent)
+    assert out.returncode == 0, out.stderr
+    assert "LOADED []" in out.stdout, out.stdout
+
+
+def test_importing_the_client_loads_no_torch_and_no_export():
+    """ExpressionClient is for apps that talk to a server: importing it loads no torch, no
+    data / train / export / bench / serve package."""
+    code = """
+import sys
+import corese_edge.client
+heavy = ("torch", "torchvision", "timm", "albumentations", "onnx", "pytriton")
+layers = ("corese_edge.data", "corese_edge.train", "corese_edge.export", "corese_edge.bench", "corese_edge.model",
+          "corese_edge.serve")
 bad = sorted(m for m in sys.modules if m.split(".")[0] in heavy or m.startswith(layers))
 print("LOADED", bad)
 """

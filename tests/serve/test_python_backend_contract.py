@@ -1,8 +1,9 @@
-"""CONTRACT TEST (Triton cannot run here): the Python-backend ``model.py`` files that ``package
---triton`` writes, loaded from the repository and run against ``tests/serve/fake_pb_utils.py``, a
-fake ``triton_python_backend_utils`` encoding python_backend's documented behaviour (errors
-included), with the real corese-edge runner and the real YuNet.  What Triton itself does beyond
-that fake (shared memory, the real batcher, the stub process) is untested here."""
+"""CONTRACT TEST: the Python-backend ``model.py`` files that ``package --triton`` writes, loaded
+from the repository and run against ``tests/serve/fake_pb_utils.py``, a fake
+``triton_python_backend_utils`` encoding python_backend's documented behaviour (errors included),
+with the real corese-edge runner and the real YuNet.  The fake is what lets ``coresse_faces`` run
+beside a *native* ``coresse`` (ONNX Runtime backend), which the Triton bundled with nvidia-pytriton
+cannot load; the Python-backend flavour also runs in that real Triton in test_server.py."""
 from __future__ import annotations
 
 import cv2
