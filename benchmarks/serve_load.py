@@ -6,7 +6,7 @@ INT8 as ``--target cpu`` makes it, random weights: speed only):
 
 * in-process: ``runner.infer`` in a closed loop at batch 1 and at every batch up to ``--max-batch``
   (the best one is what dynamic batching can at best recover);
-* served: ``corese-edge serve ARTIFACT --no-faces`` on loopback, loaded by ``tritonclient`` (HTTP)
+* served: ``corese-edge serve ARTIFACT --no-faces`` on loopback, loaded by ``tritonclient`` (gRPC; ``--protocol http``)
   with 1, 4 and 16 concurrent clients, each sending one frame per request in a closed loop;
   throughput, p50 / p99 latency, failed requests, and the batch sizes Triton formed (from its
   statistics, before and after each level).
@@ -21,6 +21,7 @@ Needs the dev (or train + export + serve) extras.  Every load is bounded in time
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import socket
 import statistics
@@ -76,7 +77,7 @@ def in_process(artifact: Path, batches: list[int], seconds: float) -> dict[int, 
     return out
 
 
-def start_server(artifact: Path, max_batch: int, queue_delay_us: int) -> tuple[subprocess.Popen, int]:
+def start_server(artifact: Path, max_batch: int, queue_delay_us: int) -> tuple[subprocess.Popen, int, int]:
     http, grpc, metrics = free_ports(3)
     proc = subprocess.Popen([sys.executable, "-m", "corese_edge", "serve", str(artifact), "--no-faces",
                              "--max-batch", str(max_batch), "--max-queue-delay-us", str(queue_delay_us),
@@ -88,7 +89,7 @@ def start_server(artifact: Path, max_batch: int, queue_delay_us: int) -> tuple[s
         lines.append(line)
         if READY in line:
             threading.Thread(target=proc.stdout.read, daemon=True).start()  # keep draining
-            return proc, http
+            return proc, http, grpc
         if time.monotonic() > deadline:
             break
     proc.kill()
@@ -100,7 +101,9 @@ def batch_counts(client, model: str = "coresse") -> Counter:
     return Counter({int(b["batch_size"]): int(b["compute_infer"]["count"]) for b in stats["batch_stats"]})
 
 
-def load(port: int, frame: np.ndarray, concurrency: int, seconds: float, max_requests: int) -> dict:
+def load(port: int, grpc_port: int, frame: np.ndarray, concurrency: int, seconds: float, max_requests: int,
+         protocol: str = "http") -> dict:
+    import tritonclient.grpc as grpcclient
     import tritonclient.http as httpclient
     from tritonclient.utils import InferenceServerException
 
@@ -112,10 +115,16 @@ def load(port: int, frame: np.ndarray, concurrency: int, seconds: float, max_req
     budget = [max_requests]
 
     def worker() -> None:
-        client = httpclient.InferenceServerClient(url, network_timeout=60)
-        inp = httpclient.InferInput("frames", list(frame.shape), "UINT8")
-        inp.set_data_from_numpy(frame, binary_data=True)
-        out = [httpclient.InferRequestedOutput("probabilities", binary_data=True)]
+        if protocol == "grpc":
+            client = grpcclient.InferenceServerClient(f"127.0.0.1:{grpc_port}")
+            inp = grpcclient.InferInput("frames", list(frame.shape), "UINT8")
+            inp.set_data_from_numpy(frame)
+            out = [grpcclient.InferRequestedOutput("probabilities")]
+        else:
+            client = httpclient.InferenceServerClient(url, network_timeout=60)
+            inp = httpclient.InferInput("frames", list(frame.shape), "UINT8")
+            inp.set_data_from_numpy(frame, binary_data=True)
+            out = [httpclient.InferRequestedOutput("probabilities", binary_data=True)]
         mine = []
         try:
             while time.perf_counter() < stop_at:
@@ -138,12 +147,14 @@ def load(port: int, frame: np.ndarray, concurrency: int, seconds: float, max_req
     stats_client = httpclient.InferenceServerClient(url)
     before = batch_counts(stats_client)
     threads = [threading.Thread(target=worker) for _ in range(concurrency)]
+    cpu0 = time.process_time()
     t0 = time.perf_counter()
     for t in threads:
         t.start()
     for t in threads:
         t.join(timeout=seconds + 120)
     wall = time.perf_counter() - t0
+    client_cpu = (time.process_time() - cpu0) / wall  # cores the load generator itself used
     formed = batch_counts(stats_client) - before
     stats_client.close()
     lat = sorted(latencies)
@@ -151,7 +162,7 @@ def load(port: int, frame: np.ndarray, concurrency: int, seconds: float, max_req
         "concurrency": concurrency, "requests": len(lat), "failed": failures[0], "img_s": len(lat) / wall,
         "p50_ms": statistics.median(lat) * 1e3 if lat else float("nan"),
         "p99_ms": lat[min(len(lat) - 1, int(0.99 * len(lat)))] * 1e3 if lat else float("nan"),
-        "batches": dict(sorted(formed.items())),
+        "batches": dict(sorted(formed.items())), "client_cores": client_cpu,
     }
 
 
@@ -163,16 +174,16 @@ def mean_batch(batches: dict[int, int]) -> float:
 def run_one(name: str, artifact: Path, a: argparse.Namespace) -> list[dict]:
     batches = [b for b in (1, 2, 4, 8, 16, 32) if b <= a.max_batch]
     print(f"\n== {name}: {artifact}")
-    proc, port = start_server(artifact, a.max_batch, a.queue_delay_us)
+    proc, port, grpc_port = start_server(artifact, a.max_batch, a.queue_delay_us)
     try:
         from corese_edge.metadata import ArtifactMetadata  # noqa: F401  (the runner reads it)
 
         with open_runner(artifact) as r:
             size = r.metadata.preprocessing.size
         frame = np.random.default_rng(1).integers(0, 255, (1, size, size, 3), dtype=np.uint8)
-        load(port, frame, 4, min(2.0, a.seconds), 200)  # warm the server's instances and connections
+        load(port, grpc_port, frame, 4, min(2.0, a.seconds), 200, a.protocol)  # warm the server and connections
         local = in_process(artifact, batches, a.seconds)  # the server is idle meanwhile
-        served = [load(port, frame, c, a.seconds, a.max_requests) for c in CONCURRENCY]
+        served = [load(port, grpc_port, frame, c, a.seconds, a.max_requests, a.protocol) for c in CONCURRENCY]
         local_again = in_process(artifact, [1, max(local, key=local.get)], a.seconds)  # drift check
     finally:
         proc.send_signal(signal.SIGTERM)
@@ -182,9 +193,9 @@ def run_one(name: str, artifact: Path, a: argparse.Namespace) -> list[dict]:
     top = (local[best] + local_again[best]) / 2
     print(f"in-process img/s by batch: " + ", ".join(f"b{b} {v:.0f}" for b, v in local.items())
           + f"  (again: b1 {local_again[1]:.0f}, b{best} {local_again[best]:.0f})")
-    print(f"{'clients':>7} {'img/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'failed':>6}  batch sizes formed (count)")
+    print(f"{'clients':>7} {'img/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'failed':>6} {'client cores':>12}  batch sizes formed (count)")
     for s in served:
-        print(f"{s['concurrency']:>7} {s['img_s']:>8.1f} {s['p50_ms']:>8.2f} {s['p99_ms']:>8.2f} {s['failed']:>6}  "
+        print(f"{s['concurrency']:>7} {s['img_s']:>8.1f} {s['p50_ms']:>8.2f} {s['p99_ms']:>8.2f} {s['failed']:>6} {s['client_cores']:>12.2f}  "
               + ", ".join(f"{b}x{c}" for b, c in s["batches"].items()) + f"  (mean {mean_batch(s['batches']):.1f})")
     at16 = served[-1]
     r1, rbest = at16["img_s"] / b1, at16["img_s"] / top
@@ -198,6 +209,8 @@ def run_one(name: str, artifact: Path, a: argparse.Namespace) -> list[dict]:
          "verdict": "pass" if rbest >= 0.7 else "fail"},
         {"what": f"{tag}mean batch formed at 16 clients", "value": round(mean_batch(at16["batches"]), 2), "target": "",
          "verdict": "info"},
+        {"what": f"{tag}cores used by the load generator at 16 clients (of {os.cpu_count()})",
+         "value": round(at16["client_cores"], 2), "target": "", "verdict": "info"},
         {"what": f"{tag}failed requests (all levels)", "value": sum(s["failed"] for s in served), "target": "0",
          "verdict": "pass" if not any(s["failed"] for s in served) else "fail"},
     ]
@@ -210,6 +223,7 @@ def main() -> None:
     ap.add_argument("--max-requests", type=int, default=20000, help="cap on requests per load level")
     ap.add_argument("--max-batch", type=int, default=32)
     ap.add_argument("--queue-delay-us", type=int, default=500)
+    ap.add_argument("--protocol", choices=["http", "grpc"], default="grpc", help="how the load clients talk to Triton")
     ap.add_argument("--quick", action="store_true", help="coresse-lite only, 3 s per level")
     ap.add_argument("--no-record", action="store_true", help="print only; do not append to RESULTS.md")
     a = ap.parse_args()
@@ -229,7 +243,7 @@ def main() -> None:
             items += run_one(name, path, a)
     if not a.no_record:
         notes = (f"corese-edge serve (bundled Triton, Python backend, 1 instance, max batch {a.max_batch}, "
-                 f"queue delay {a.queue_delay_us} us) under tritonclient HTTP load at 1/4/16 clients, one frame per "
+                 f"queue delay {a.queue_delay_us} us) under tritonclient {a.protocol.upper()} load at 1/4/16 clients, one frame per "
                  f"request, {a.seconds:g} s per level; in-process runner at batch 1 and best batch in the same run")
         print(f"recorded in {record_ratios('serve_load', items, notes, RESULTS_DIR, RESULTS_MD, machine)}")
 
