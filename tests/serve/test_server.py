@@ -423,3 +423,22 @@ def test_find_tritonserver_order(monkeypatch, tmp_path):
     monkeypatch.setattr(server_mod.importlib.util, "find_spec", lambda name: None)
     with pytest.raises(MissingExtra, match=r"corese-edge\[serve\]"):
         server_mod.find_tritonserver()
+
+
+def test_expression_client_errors_are_one_clear_line(served):
+    from corese_edge.client import ExpressionClient, ServerError
+
+    dead = free_ports(1)[0]
+    with pytest.raises(ServerError, match="no server answers .* start one with corese-edge serve"):
+        ExpressionClient(f"http://127.0.0.1:{dead}", timeout_s=5)
+    with pytest.raises(ServerError, match="failed to connect"):
+        ExpressionClient(f"grpc://127.0.0.1:{dead}", timeout_s=5)
+    with pytest.raises(UserError, match="http:// or grpc://"):
+        ExpressionClient("ftp://127.0.0.1:1")
+    with pytest.raises(ServerError, match="cannot read model 'nope'"):
+        ExpressionClient(f"http://{served.http_url}", model="nope")
+    with ExpressionClient(f"http://{served.http_url}") as client:
+        with pytest.raises(ServerError, match="^coresse_faces: 'image' is not a decodable JPEG or PNG"):
+            client.predict_faces(b"not an image")
+        with pytest.raises(UserError, match="no images to process"):
+            client.predict([])
