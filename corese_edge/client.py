@@ -77,6 +77,13 @@ class ExpressionClient:
             self._t = require("tritonclient.http", "serve", "ExpressionClient")
             self._client = self._t.InferenceServerClient(self.address, connection_timeout=self.timeout_s,
                                                          network_timeout=self.timeout_s)
+        try:
+            self._setup(url, model, batch_size)
+        except BaseException:
+            self._client.close()  # an open keep-alive connection would hold a stopping server up
+            raise
+
+    def _setup(self, url: str, model: str, batch_size: int | None) -> None:
         config = self._config(model)
         params = {k: (v or {}).get("string_value", "") for k, v in (config.get("parameters") or {}).items()}
         try:

@@ -203,6 +203,22 @@ def first_error(log: str) -> str | None:
     return None
 
 
+_IN_FLIGHT = re.compile(r"Found (\d+) model versions that have in-flight inferences")
+
+
+def answered_everything(log: str) -> bool:
+    """Whether a tritonserver that was told to stop had no inference left in flight when it exited.
+
+    On SIGINT / SIGTERM Triton first waits, up to ``--exit-timeout-secs``, for its HTTP / gRPC
+    connections to close, then for the inferences in flight, and exits 1 ("Exit timeout expired")
+    if anything is still open when the time is up.  An idle keep-alive connection (a client that was
+    never closed) is enough for that, although every request was answered: the log's last count of
+    in-flight inferences, taken after the requests finished, tells the two apart."""
+    tail = log[log.rfind("Signal ("):] if "Signal (" in log else log
+    counts = _IN_FLIGHT.findall(tail)
+    return bool(counts) and counts[-1] == "0"
+
+
 @dataclass
 class TritonServer:
     """A running ``tritonserver`` on ``repository`` (start with :meth:`start`, stop with :meth:`stop`)."""
@@ -413,6 +429,10 @@ def serve(artifact: str | os.PathLike, options: ServeOptions, echo: Callable[[st
         code = server.wait()
         if code != 0 and not received:
             raise UserError(server._failure(f"tritonserver exited with status {code}"))
+        if received and code == 1 and answered_everything(server.log_text()):
+            echo(f"coresse: every request was answered; idle client connections kept Triton waiting "
+                 f"for the whole --exit-timeout ({options.exit_timeout_s} s) before it stopped")
+            code = 0
         return 0 if received and code in (0, -signal.SIGTERM, -signal.SIGINT) else code
     finally:
         for s, handler in previous.items():

@@ -117,6 +117,18 @@ def listeners(port: int) -> set[str]:
     return found
 
 
+def connections_to(port: int) -> int:
+    """ESTABLISHED TCP connections whose remote end is ``port`` (this machine's clients of it)."""
+    n = 0
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            rows = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        n += sum(1 for row in rows if row.split()[3] == "01" and int(row.split()[2].rsplit(":", 1)[1], 16) == port)
+    return n
+
+
 def test_ready_banner_and_only_loopback_listens(served):
     banner = "\n".join(served.stdout)
     assert "coresse, coresse_faces" in banner and "python backend" in banner
@@ -349,6 +361,43 @@ def test_sigterm_answers_every_request_in_flight(int8_onnx, test_images, referen
         assert s.connect_ex(("127.0.0.1", proc.http)) != 0
 
 
+def test_an_idle_client_connection_delays_the_stop_but_it_is_still_clean(int8_onnx, test_images, reference):
+    """Triton waits up to the exit timeout for open connections, then exits 1 although nothing was
+    in flight; serve reads that from Triton's log, says so, and exits 0."""
+    import http.client
+
+    proc = ServeProcess(int8_onnx, "--no-faces", "--exit-timeout", "2").wait_ready()
+    frames = frames_of(test_images[:1], reference.preprocessing)
+    body, headers = binary_request("frames", frames.shape, "UINT8", frames.tobytes())
+    idle = http.client.HTTPConnection("127.0.0.1", proc.http, timeout=30)  # keep-alive, never closed in time
+    try:
+        idle.request("POST", "/v2/models/coresse/infer", body=body, headers=headers)
+        response = idle.getresponse()
+        assert response.status == 200, response.read()
+        response.read()
+        started = time.monotonic()
+        assert proc.stop(timeout_s=60) == 0, "\n".join(proc.stdout + proc.stderr)
+        assert time.monotonic() - started >= 1.5  # it did wait for the connection
+    finally:
+        idle.close()
+    assert any("every request was answered; idle client connections kept Triton waiting" in line
+               for line in proc.stderr), proc.stderr
+
+
+def test_answered_everything_reads_tritons_shutdown_log():
+    clean = ('Signal (15) received.\n'
+             'I1204 04:10:28.963282 28302 http_server.cc:248] "Timeout 1: Found 1 HTTP service connections"\n'
+             'I1204 04:10:29.964759 28302 server.cc:305] "Waiting for in-flight requests to complete."\n'
+             'I1204 04:10:29.964818 28302 server.cc:321] "Timeout 0: Found 0 model versions that have in-flight inferences"\n'
+             'E1204 04:10:29.965139 28302 main.cc:535] "failed to stop server: Internal - Exit timeout expired. Exiting immediately."\n')
+    assert server_mod.answered_everything(clean)
+    cut = clean.replace("Found 0 model versions", "Found 1 model versions")
+    assert not server_mod.answered_everything(cut)
+    # a count from before the signal says nothing about the stop
+    assert not server_mod.answered_everything('I1 x.cc:1] "Found 0 model versions that have in-flight inferences"\n'
+                                              "Signal (15) received.\n")
+
+
 def test_a_second_server_on_a_busy_port_is_one_line(served, int8_onnx):
     res = run_cli("serve", str(int8_onnx), "--http-port", str(served.http), "--grpc-port", str(free_ports(1)[0]),
                   "--metrics-port", str(free_ports(1)[0]))
@@ -435,8 +484,11 @@ def test_expression_client_errors_are_one_clear_line(served):
         ExpressionClient(f"grpc://127.0.0.1:{dead}", timeout_s=5)
     with pytest.raises(UserError, match="http:// or grpc://"):
         ExpressionClient("ftp://127.0.0.1:1")
+    before = connections_to(served.http)
     with pytest.raises(ServerError, match="cannot read model 'nope'"):
         ExpressionClient(f"http://{served.http_url}", model="nope")
+    # the failed client closed its connection: an open one would hold the server's stop up
+    assert connections_to(served.http) == before
     with ExpressionClient(f"http://{served.http_url}") as client:
         with pytest.raises(ServerError, match="^coresse_faces: 'image' is not a decodable JPEG or PNG"):
             client.predict_faces(b"not an image")
