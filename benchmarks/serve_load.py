@@ -77,16 +77,18 @@ def in_process(artifact: Path, batches: list[int], seconds: float) -> dict[int, 
     return out
 
 
-def start_server(artifact: Path, max_batch: int, queue_delay_us: int) -> tuple[subprocess.Popen, int, int]:
+def start_server(artifact: Path, max_batch: int, queue_delay_us: int, layout: list[str]) -> tuple[subprocess.Popen, int, int]:
     http, grpc, metrics = free_ports(3)
     proc = subprocess.Popen([sys.executable, "-m", "corese_edge", "serve", str(artifact), "--no-faces",
-                             "--max-batch", str(max_batch), "--max-queue-delay-us", str(queue_delay_us),
+                             "--max-batch", str(max_batch), "--max-queue-delay-us", str(queue_delay_us), *layout,
                              "--http-port", str(http), "--grpc-port", str(grpc), "--metrics-port", str(metrics)],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     deadline = time.monotonic() + 240
     lines = []
     for line in proc.stdout:  # blocks until the banner's last line, or the end
         lines.append(line)
+        if "instance" in line:
+            print("served as:", line.strip())
         if READY in line:
             threading.Thread(target=proc.stdout.read, daemon=True).start()  # keep draining
             return proc, http, grpc
@@ -174,7 +176,8 @@ def mean_batch(batches: dict[int, int]) -> float:
 def run_one(name: str, artifact: Path, a: argparse.Namespace) -> list[dict]:
     batches = [b for b in (1, 2, 4, 8, 16, 32) if b <= a.max_batch]
     print(f"\n== {name}: {artifact}")
-    proc, port, grpc_port = start_server(artifact, a.max_batch, a.queue_delay_us)
+    layout = ([f"--instances={a.instances}"] if a.instances else []) + ([f"--threads={a.threads}"] if a.threads else [])
+    proc, port, grpc_port = start_server(artifact, a.max_batch, a.queue_delay_us, layout)
     try:
         from corese_edge.metadata import ArtifactMetadata  # noqa: F401  (the runner reads it)
 
@@ -223,6 +226,8 @@ def main() -> None:
     ap.add_argument("--max-requests", type=int, default=20000, help="cap on requests per load level")
     ap.add_argument("--max-batch", type=int, default=32)
     ap.add_argument("--queue-delay-us", type=int, default=500)
+    ap.add_argument("--instances", type=int, default=None, help="serve --instances (default: serve's own)")
+    ap.add_argument("--threads", type=int, default=None, help="serve --threads (default: serve's own)")
     ap.add_argument("--protocol", choices=["http", "grpc"], default="grpc", help="how the load clients talk to Triton")
     ap.add_argument("--quick", action="store_true", help="coresse-lite only, 3 s per level")
     ap.add_argument("--no-record", action="store_true", help="print only; do not append to RESULTS.md")
@@ -242,7 +247,8 @@ def main() -> None:
         for name, path in targets:
             items += run_one(name, path, a)
     if not a.no_record:
-        notes = (f"corese-edge serve (bundled Triton, Python backend, 1 instance, max batch {a.max_batch}, "
+        layout = f"{a.instances or 'default'} instances, {a.threads or 'default'} threads"
+        notes = (f"corese-edge serve (bundled Triton, Python backend, {layout}, max batch {a.max_batch}, "
                  f"queue delay {a.queue_delay_us} us) under tritonclient {a.protocol.upper()} load at 1/4/16 clients, one frame per "
                  f"request, {a.seconds:g} s per level; in-process runner at batch 1 and best batch in the same run")
         print(f"recorded in {record_ratios('serve_load', items, notes, RESULTS_DIR, RESULTS_MD, machine)}")

@@ -33,6 +33,8 @@ Jetson release tarball); coresse takes 'frames' uint8 [N, S, S, 3] and returns '
 @click.option("--max-queue-delay-us", type=click.IntRange(min=0), default=500, show_default=True,
               help="Triton dynamic batcher: how long a request may wait for others.")
 @click.option("--instances", type=click.IntRange(min=1), default=1, show_default=True, help="Triton instance_group count.")
+@click.option("--threads", type=click.IntRange(min=1), default=None,
+              help="CPU threads per coresse instance (Python backend's runner; ONNX Runtime backend's intra_op_thread_count).  [default: the backend's]")
 @click.option("--faces/--no-faces", default=True, show_default=True,
               help="Triton: also write coresse_faces (YuNet + alignment + a BLS request to coresse).")
 @click.option("--face-model", type=click.Path(), default=None, help="YuNet .onnx to copy.  [default: as predict --faces finds it]")
@@ -43,7 +45,7 @@ Jetson release tarball); coresse takes 'frames' uint8 [N, S, S, 3] and returns '
 @click.option("--operate-on-class-ids", default=None, help="DeepStream: the detector's face class id(s), e.g. 0 or 0;2.  [default: all]")
 @click.option("--classifier-threshold", type=click.FloatRange(0.0, 1.0), default=0.0, show_default=True,
               help="DeepStream: lowest probability nvinfer attaches as a label.")
-def package_command(artifact, triton_dir, deepstream_dir, backend, max_batch, max_queue_delay_us, instances, faces,
+def package_command(artifact, triton_dir, deepstream_dir, backend, max_batch, max_queue_delay_us, instances, threads, faces,
                     face_model, batch_size, gie_unique_id, operate_on_gie_id, operate_on_class_ids, classifier_threshold):
     """Package an exported artifact for serving: a Triton model repository (--triton) and/or
     DeepStream nvinfer files (--deepstream)."""
@@ -53,7 +55,8 @@ def package_command(artifact, triton_dir, deepstream_dir, backend, max_batch, ma
         from corese_edge.serve.triton import package_triton
 
         repo = package_triton(artifact, triton_dir, backend=backend, max_batch=max_batch,
-                              max_queue_delay_us=max_queue_delay_us, instances=instances, faces=faces, face_model=face_model)
+                              max_queue_delay_us=max_queue_delay_us, instances=instances, threads=threads, faces=faces,
+                              face_model=face_model)
         for note in repo.notes:
             click.echo(note, err=True)
         t = repo.tensors
@@ -98,7 +101,10 @@ corese_edge.client.ExpressionClient.
               help="Triton max_batch_size.  [default: a plan's profile maximum, else build-engine's default]")
 @click.option("--max-queue-delay-us", type=click.IntRange(min=0), default=500, show_default=True,
               help="Dynamic batcher: how long a request may wait for others.")
-@click.option("--instances", type=click.IntRange(min=1), default=1, show_default=True, help="Model instances (instance_group count).")
+@click.option("--instances", type=click.IntRange(min=1), default=None,
+              help="coresse instances (instance_group count).  [default: 2 for a CPU model on the Python backend, else 1]")
+@click.option("--threads", type=click.IntRange(min=1), default=None,
+              help="CPU threads per coresse instance.  [default: the cores shared among the instances, Python backend; else the backend's]")
 @click.option("--faces/--no-faces", default=True, show_default=True,
               help="Also serve coresse_faces (YuNet + alignment + coresse), found as predict --faces finds it.")
 @click.option("--face-model", type=click.Path(), default=None, help="YuNet .onnx.  [default: as predict --faces finds it]")
@@ -110,7 +116,7 @@ corese_edge.client.ExpressionClient.
               help="Seconds to answer requests in flight after SIGINT / SIGTERM.")
 @click.option("--log-verbose", type=click.IntRange(min=0), default=0, show_default=True, help="tritonserver's --log-verbose.")
 def serve_command(artifact, host, http_port, grpc_port, metrics_port, backend, max_batch, max_queue_delay_us, instances,
-                  faces, face_model, tritonserver, repository, exit_timeout_s, log_verbose):
+                  threads, faces, face_model, tritonserver, repository, exit_timeout_s, log_verbose):
     """Serve an exported artifact on NVIDIA Triton Inference Server (coresse, and coresse_faces),
     with dynamic batching, until Ctrl-C or SIGTERM."""
     import sys
@@ -118,7 +124,7 @@ def serve_command(artifact, host, http_port, grpc_port, metrics_port, backend, m
     from corese_edge.serve.server import ServeOptions, serve
 
     options = ServeOptions(host=host, http_port=http_port, grpc_port=grpc_port, metrics_port=metrics_port, backend=backend,
-                           max_batch=max_batch, max_queue_delay_us=max_queue_delay_us, instances=instances, faces=faces,
+                           max_batch=max_batch, max_queue_delay_us=max_queue_delay_us, instances=instances, threads=threads, faces=faces,
                            face_model=face_model, tritonserver=tritonserver, repository=repository,
                            exit_timeout_s=exit_timeout_s, log_verbose=log_verbose)
     code = serve(artifact, options, echo=lambda line: click.echo(line, err=line.startswith("coresse:")))

@@ -194,8 +194,11 @@ def _common_parameters(facts: ArtifactFacts, tensors: ServedTensors) -> dict[str
 
 
 def classifier_config(facts: ArtifactFacts, tensors: ServedTensors, *, backend: str, max_batch: int, opt_batch: int,
-                      max_queue_delay_us: int, instances: int, artifact_file: str | None = None) -> dict[str, Any]:
-    """The ``coresse`` config as a message dict (:func:`render_pbtxt`)."""
+                      max_queue_delay_us: int, instances: int, artifact_file: str | None = None,
+                      threads: int | None = None) -> dict[str, Any]:
+    """The ``coresse`` config as a message dict (:func:`render_pbtxt`).  ``threads``: CPU threads per
+    instance, for the Python backend's runner (``threads``) and Triton's ONNX Runtime backend
+    (``intra_op_thread_count``); ``None`` leaves each backend's default."""
     config: dict[str, Any] = {"name": CLASSIFIER}
     if backend == "python":
         config["backend"] = "python"
@@ -223,6 +226,10 @@ def classifier_config(facts: ArtifactFacts, tensors: ServedTensors, *, backend: 
     params = _common_parameters(facts, tensors)
     if backend == "python":
         params["artifact_file"] = artifact_file or ""
+        if threads is not None:
+            params["threads"] = str(int(threads))
+    elif threads is not None and facts.kind == "onnx":
+        params["intra_op_thread_count"] = str(int(threads))  # onnxruntime_backend's model-config key
     config["parameters"] = _parameters(params)
     return config
 
@@ -308,14 +315,18 @@ def package_triton(
     max_batch: int | None = None,
     max_queue_delay_us: int = DEFAULT_QUEUE_DELAY_US,
     instances: int = 1,
+    threads: int | None = None,
     faces: bool = True,
     face_model: str | os.PathLike | None = None,
 ) -> TritonRepository:
-    """Write the model repository for ``artifact`` into ``out`` (see the module doc)."""
+    """Write the model repository for ``artifact`` into ``out`` (see the module doc).  ``threads``:
+    CPU threads per ``coresse`` instance (see :func:`classifier_config`)."""
     if backend not in BACKENDS:
         raise UserError(f"--backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
     if instances < 1:
         raise UserError(f"--instances must be >= 1, got {instances}")
+    if threads is not None and threads < 1:
+        raise UserError(f"--threads must be >= 1, got {threads}")
     if max_queue_delay_us < 0:
         raise UserError(f"--max-queue-delay-us must be >= 0, got {max_queue_delay_us}")
     facts = read_artifact(artifact)
@@ -354,7 +365,8 @@ def package_triton(
     _clear_stale(version_dir, set(written))
     write_text(model_dir / LABELS, labels)
     config = classifier_config(facts, tensors, backend=backend, max_batch=top, opt_batch=opt,
-                               max_queue_delay_us=max_queue_delay_us, instances=instances, artifact_file=artifact_file)
+                               max_queue_delay_us=max_queue_delay_us, instances=instances, artifact_file=artifact_file,
+                               threads=threads)
     write_text(model_dir / "config.pbtxt", render_pbtxt(config) + "\n")
     models = {CLASSIFIER: model_dir}
 

@@ -135,6 +135,8 @@ def test_ready_banner_and_only_loopback_listens(served):
     assert f"http://127.0.0.1:{served.http}" in banner and f"127.0.0.1:{served.grpc}" in banner
     assert f"http://127.0.0.1:{served.metrics}/metrics" in banner
     assert f"frames uint8 [N, {S}, {S}, 3] -> probabilities float32 [N, 7], max batch {MAX_BATCH}" in banner
+    cores = os.cpu_count() or 1
+    assert (f"2 instances x {max(1, cores // 2)} thread" if cores >= 2 else "1 instance x 1 thread") in banner
     for port in (served.http, served.grpc, served.metrics):
         assert listeners(port) == {"127.0.0.1"}, (port, listeners(port))  # loopback only: no 0.0.0.0, no ::
 
@@ -155,7 +157,7 @@ def test_the_python_backend_stubs_run_this_interpreters_libpython(served):
             continue
         if "triton_python_backend_stub" in cmdline and repository in cmdline:
             stubs.append({Path(line.split()[-1]).resolve() for line in maps.splitlines() if "libpython3" in line})
-    assert len(stubs) == 2, stubs  # coresse and coresse_faces, one instance each
+    assert len(stubs) == 4, stubs  # coresse and coresse_faces, two instances each (serve's default on a CPU)
     ours = (Path(sysconfig.get_config_var("LIBDIR")) / sysconfig.get_config_var("INSTSONAME")).resolve()
     assert all(libs == {ours} for libs in stubs), (ours, stubs)
 
@@ -435,6 +437,16 @@ def test_server_failures_give_tritons_first_error():
            "E1204 04:01:03.600000 42 server.cc:200] later error\n")
     assert server_mod.first_error(log) == "failed to load 'coresse' version 1: Internal: boom"
     assert server_mod.first_error("I1204 04:01:02.000001 42 server.cc:100] fine\n") is None
+
+
+def test_cpu_layout_defaults_and_what_the_user_gives():
+    assert server_mod.cpu_layout("python", "m.int8.onnx", None, None, cores=2) == (2, 1)
+    assert server_mod.cpu_layout("python", "m.xml", None, None, cores=8) == (2, 4)
+    assert server_mod.cpu_layout("python", "m.onnx", None, None, cores=1) == (1, 1)
+    assert server_mod.cpu_layout("python", "m.onnx", 3, None, cores=8) == (3, 2)
+    assert server_mod.cpu_layout("python", "m.onnx", 1, 2, cores=8) == (1, 2)
+    assert server_mod.cpu_layout("python", "m.int8.plan", None, None, cores=8) == (1, None)  # a GPU model
+    assert server_mod.cpu_layout("native", "m.onnx", None, None, cores=8) == (1, None)  # Triton's own backend
 
 
 def test_the_command_binds_what_host_says_and_nothing_else(tmp_path):

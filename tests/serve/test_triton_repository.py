@@ -214,6 +214,19 @@ def test_python_backend_repository(tiny_onnx, tmp_path):
     assert not (folder / "1" / "model.py").exists()
 
 
+def test_threads_reach_each_backends_own_key(tiny_onnx, tmp_path):
+    py = package_triton(tiny_onnx, tmp_path / "py", backend="python", instances=2, threads=3, faces=False)
+    config = parse_config(py.models["coresse"] / "config.pbtxt")
+    assert config.instance_group[0].count == 2 and params(config)["threads"] == "3"
+    native = package_triton(tiny_onnx, tmp_path / "native", threads=2, faces=False)
+    config = parse_config(native.models["coresse"] / "config.pbtxt")
+    assert params(config)["intra_op_thread_count"] == "2" and "threads" not in params(config)
+    plain = package_triton(tiny_onnx, tmp_path / "plain", faces=False)
+    assert not {"threads", "intra_op_thread_count"} & set(params(parse_config(plain.models["coresse"] / "config.pbtxt")))
+    with pytest.raises(UserError, match="--threads must be >= 1"):
+        package_triton(tiny_onnx, tmp_path / "bad", threads=0, faces=False)
+
+
 def test_package_cli(tiny_onnx, tmp_path):
     runner = CliRunner()
     result = runner.invoke(cli, ["package", str(tiny_onnx), "--triton", str(tmp_path / "models"), "--no-faces"])

@@ -48,6 +48,8 @@ class TritonPythonModel:
         options = {}
         if path.endswith((".plan", ".engine")) and args.get("model_instance_kind") == "GPU":
             options["device"] = int(args.get("model_instance_device_id") or 0)
+        if params.get("threads"):  # CPU threads of this instance's runner (ONNX Runtime, OpenVINO)
+            options["threads"] = int(params["threads"])
         try:
             self.runner = open_runner(path, **options)
             self.runner.activate()
