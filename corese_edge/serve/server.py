@@ -192,15 +192,24 @@ def _die_with_parent() -> None:  # pragma: no cover - runs in the child between 
 
 
 _ERROR_LINE = re.compile(r"^E\d{4} [\d:.]+ +\d+ [^\]]*\] ?(.*)$")
+#: error lines Triton prints on every machine without a CUDA driver, whether or not anything fails
+_NOISE = ("CudaDriverHelper has not been initialized",)
 
 
 def first_error(log: str) -> str | None:
-    """The first error line of a tritonserver log, without glog's prefix (``E1204 03:50:00.1 42 file.cc:10]``)."""
+    """The error that explains a failed start: the first model that failed to load, else the first
+    error line that is not start-up noise; without glog's prefix (``E1204 03:50:00.1 42 file.cc:10]``)
+    and the quotes Triton puts around it."""
+    errors = []
     for line in log.splitlines():
         m = _ERROR_LINE.match(line.strip())
         if m and m.group(1).strip():
-            return m.group(1).strip()
-    return None
+            message = m.group(1).strip()
+            if len(message) > 1 and message[0] == message[-1] == '"':
+                message = message[1:-1]
+            if not any(n in message for n in _NOISE):
+                errors.append(message)
+    return next((e for e in errors if e.startswith("failed to load")), errors[0] if errors else None)
 
 
 _IN_FLIGHT = re.compile(r"Found (\d+) model versions that have in-flight inferences")

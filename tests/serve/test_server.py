@@ -420,6 +420,19 @@ def test_serve_refuses_bad_artifacts_and_the_native_backend_on_the_bundled_serve
                           "--tritonserver", "not an executable file")
 
 
+def test_a_plan_on_a_machine_without_a_gpu_is_one_line_naming_it(tmp_path):
+    from tests.serve.test_triton_repository import write_plan
+
+    if Path("/dev/nvidia0").exists():
+        pytest.skip("this machine has a GPU")
+    plan = write_plan(tmp_path, frames_input=True)
+    http, grpc, metrics = free_ports(3)
+    res = run_cli("serve", str(plan), "--no-faces", "--http-port", str(http), "--grpc-port", str(grpc),
+                  "--metrics-port", str(metrics))
+    assert_one_line_error(res, "tritonserver exited with status 1 before it was ready",
+                          "has kind KIND_GPU but no GPUs are available", "full log:")
+
+
 def test_without_any_triton_server_the_missing_extra_is_one_line(int8_onnx, tmp_path):
     # a Python on which nvidia-pytriton cannot be found, and a PATH without tritonserver
     code = ("import importlib.util as u, sys; real = u.find_spec; "
@@ -431,11 +444,17 @@ def test_without_any_triton_server_the_missing_extra_is_one_line(int8_onnx, tmp_
     assert_one_line_error(res, "no tritonserver on PATH and nvidia-pytriton is not installed", "pip install 'corese-edge[serve]'")
 
 
-def test_server_failures_give_tritons_first_error():
-    log = ("I1204 04:01:02.000001 42 server.cc:100] starting\n"
-           "E1204 04:01:03.500000 42 model_lifecycle.cc:654] failed to load 'coresse' version 1: Internal: boom\n"
-           "E1204 04:01:03.600000 42 server.cc:200] later error\n")
-    assert server_mod.first_error(log) == "failed to load 'coresse' version 1: Internal: boom"
+def test_server_failures_give_the_error_that_explains_them():
+    # as Triton 2.51 logged a plan served on a machine without a GPU
+    log = ('W1204 04:27:19.577856 1741 pinned_memory_manager.cc:273] "Unable to allocate pinned system memory"\n'
+           'E1204 04:27:19.578021 1741 server.cc:241] "CudaDriverHelper has not been initialized."\n'
+           'E1204 04:27:19.578500 1741 server.cc:250] "some other error"\n'
+           'E1204 04:27:19.580391 1741 model_lifecycle.cc:642] "failed to load \'coresse\' version 1: Invalid argument: '
+           'instance group coresse_0 of model coresse has kind KIND_GPU but no GPUs are available"\n')
+    assert server_mod.first_error(log) == ("failed to load 'coresse' version 1: Invalid argument: instance group "
+                                           "coresse_0 of model coresse has kind KIND_GPU but no GPUs are available")
+    no_load = "\n".join(log.splitlines()[:3])
+    assert server_mod.first_error(no_load) == "some other error"  # the CUDA noise is skipped
     assert server_mod.first_error("I1204 04:01:02.000001 42 server.cc:100] fine\n") is None
 
 
