@@ -406,6 +406,21 @@ def cpu_layout(backend: str, artifact: str | os.PathLike, instances: int | None,
     return instances, threads
 
 
+#: runner backend -> (module, extra) the Python-backend coresse imports inside the bundled server
+_PYTHON_MODEL_NEEDS = {"ort": ("onnxruntime", "export"), "openvino": ("openvino", "openvino")}
+
+
+def runtime_of_python_model(artifact: str | os.PathLike) -> None:
+    """Refuse, before Triton starts, an artifact whose runtime the bundled server's Python
+    environment (this one) lacks: one :class:`MissingExtra` line instead of a failed model load."""
+    from corese_edge.errors import require
+    from corese_edge.runtime.artifacts import format_of
+
+    need = _PYTHON_MODEL_NEEDS.get(format_of(artifact).backend)
+    if need is not None:
+        require(need[0], need[1], f"the Python-backend coresse runs {Path(artifact).name} with it")
+
+
 def serve(artifact: str | os.PathLike, options: ServeOptions, echo: Callable[[str], None] = print) -> int:
     """Package ``artifact``, run Triton on it until SIGINT / SIGTERM, and return its exit status."""
     from corese_edge.serve.triton import DEFAULT_QUEUE_DELAY_US, package_triton
@@ -415,12 +430,18 @@ def serve(artifact: str | os.PathLike, options: ServeOptions, echo: Callable[[st
     binary = find_tritonserver(options.tritonserver)
     backend = _backend_for(binary, options.backend)
     check_ports(options.host, options.ports)  # before the repository is written: a busy port costs nothing
+    if backend == "python" and Path(artifact).is_file():
+        runtime_of_python_model(artifact)  # a missing one is not worth writing a repository for
+    instances, threads = cpu_layout(backend, artifact, options.instances, options.threads)
     workspace = Path(tempfile.mkdtemp(prefix="corese-serve-"))
     root = Path(options.repository) if options.repository else workspace / "models"
-    instances, threads = cpu_layout(backend, artifact, options.instances, options.threads)
-    repo = package_triton(artifact, root, backend=backend, max_batch=options.max_batch,
-                          max_queue_delay_us=DEFAULT_QUEUE_DELAY_US if options.max_queue_delay_us is None else options.max_queue_delay_us,
-                          instances=instances, threads=threads, faces=options.faces, face_model=options.face_model)
+    try:
+        repo = package_triton(artifact, root, backend=backend, max_batch=options.max_batch,
+                              max_queue_delay_us=DEFAULT_QUEUE_DELAY_US if options.max_queue_delay_us is None else options.max_queue_delay_us,
+                              instances=instances, threads=threads, faces=options.faces, face_model=options.face_model)
+    except BaseException:
+        shutil.rmtree(workspace, ignore_errors=True)  # nothing ran: no log worth keeping
+        raise
     for note in repo.notes:
         echo(note)
     server = TritonServer(binary, repo.root, list(repo.models), host=options.host, ports=options.ports,

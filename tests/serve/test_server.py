@@ -415,6 +415,17 @@ def test_a_second_server_on_a_busy_port_is_one_line(served, int8_onnx):
     assert_one_line_error(res, "--grpc-port 9100 is also the http port")
 
 
+def test_a_bad_artifact_leaves_no_workspace_behind(monkeypatch, tmp_path):
+    monkeypatch.setattr(server_mod.tempfile, "tempdir", str(tmp_path))
+    junk = tmp_path / "junk.xml"
+    junk.write_text("<net/>")
+    http, grpc, metrics = free_ports(3)
+    with pytest.raises(UserError, match="junk.xml"):
+        server_mod.serve(junk, server_mod.ServeOptions(http_port=http, grpc_port=grpc, metrics_port=metrics, faces=False),
+                         echo=lambda line: None)
+    assert not list(tmp_path.glob("corese-serve-*"))
+
+
 def test_serve_refuses_bad_artifacts_and_the_native_backend_on_the_bundled_server(int8_onnx, tmp_path):
     assert_one_line_error(run_cli("serve", str(tmp_path / "missing.onnx"), "--http-port", str(free_ports(1)[0])),
                           "artifact not found", "missing.onnx")
@@ -449,6 +460,18 @@ def test_without_any_triton_server_the_missing_extra_is_one_line(int8_onnx, tmp_
     assert shutil.which("tritonserver", path=env["PATH"]) is None
     res = subprocess.run([sys.executable, "-c", code, str(int8_onnx)], capture_output=True, text=True, timeout=120, env=env)
     assert_one_line_error(res, "no tritonserver on PATH and nvidia-pytriton is not installed", "pip install 'corese-edge[serve]'")
+
+
+def test_a_missing_runtime_is_one_line_before_triton_starts(int8_onnx, monkeypatch, tmp_path):
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # what an environment without it does on import
+    http, grpc, metrics = free_ports(3)
+    options = server_mod.ServeOptions(http_port=http, grpc_port=grpc, metrics_port=metrics, faces=False,
+                                      repository=str(tmp_path / "models"))
+    monkeypatch.setattr(server_mod.tempfile, "tempdir", str(tmp_path))  # where serve's workspace would go
+    with pytest.raises(MissingExtra, match=r"onnxruntime is not installed .*model\.int8\.onnx.*corese-edge\[export\]"):
+        server_mod.serve(int8_onnx, options, echo=lambda line: None)
+    assert listeners(http) == set()  # nothing was started
+    assert not (tmp_path / "models").exists() and not list(tmp_path.glob("corese-serve-*"))  # nothing was written
 
 
 def test_server_failures_give_the_error_that_explains_them():
