@@ -265,7 +265,8 @@ def append_run(results_dir: str | os.PathLike, machine: dict[str, Any], run: dic
         doc = {"schema": RESULTS_SCHEMA, "machine": machine, "description": describe(machine), "runs": []}
     doc["machine"] = machine
     doc["description"] = describe(machine)
-    doc["runs"].append(run)
+    # the section header shows the latest machine record; each run keeps the versions it ran on
+    doc["runs"].append({**run, "versions": run.get("versions", machine.get("versions", {}))})
     write_json(path, doc)
     return path
 
@@ -311,7 +312,8 @@ def render_markdown(results_dir: str | os.PathLike, markdown: str | os.PathLike)
         slug = f.stem
         lines += [f"## {doc['description']}", ""]
         versions = doc["machine"].get("versions", {})
-        lines.append("Versions: " + ", ".join(f"{k} {v}" for k, v in versions.items() if v) + ".")
+        lines.append("Versions (of the latest run; a run made with others names them): "
+                     + ", ".join(f"{k} {v}" for k, v in versions.items() if v) + ".")
         isa = doc["machine"].get("host", {}).get("cpu_isa")
         if isa:
             lines.append(f"CPU flags: {format_isa(isa)}.")
@@ -320,7 +322,8 @@ def render_markdown(results_dir: str | os.PathLike, markdown: str | os.PathLike)
                          "`benchmarks/gpu_backends.py` records a GPU run (ONNX Runtime and PyTorch CUDA FP16, batch 1/8/64) on a machine that has one.")
         lines.append("")
         for name, run in _latest(doc["runs"], "suite").items():
-            lines += _suite_section(run, slug, results_dir, plot_vs_batch, series_from_results, markdown.parent)
+            lines += _suite_section(run, slug, results_dir, plot_vs_batch, series_from_results, markdown.parent,
+                                    header_versions=versions)
         ratio_runs = _latest(doc["runs"], "ratios")
         if ratio_runs:
             lines += ["### Ratios measured in one run", "",
@@ -333,21 +336,33 @@ def render_markdown(results_dir: str | os.PathLike, markdown: str | os.PathLike)
                     )
             lines.append("")
             for name, run in ratio_runs.items():
-                note = run.get("notes", "")
+                note = run.get("notes", "") + _versions_note(run, versions)
                 if run.get("load_average"):
                     note += f" Load average when recorded: {', '.join(map(str, run['load_average']))} (1/5/15 min)."
                 if note:
                     lines.append(f"*{name}*: {note.strip()}")
                     lines.append("")
         for name, run in _latest(doc["runs"], "gpu").items():
-            lines += _suite_section(run, slug + "-gpu", results_dir, plot_vs_batch, series_from_results, markdown.parent, title="### GPU run")
+            lines += _suite_section(run, slug + "-gpu", results_dir, plot_vs_batch, series_from_results, markdown.parent,
+                                    title="### GPU run", header_versions=versions)
     if not files:
         lines.append("No results recorded yet: run `python benchmarks/run.py`.")
     write_text(markdown, "\n".join(lines).rstrip() + "\n")
     return markdown
 
 
-def _suite_section(run, slug, results_dir, plot_vs_batch, series_from_results, md_dir, title="### Suite") -> list[str]:
+def _versions_note(run: dict[str, Any], header: dict[str, Any]) -> str:
+    """`` Versions of this run: ...`` where they differ from the section header's; runs recorded
+    before runs kept their own versions say that instead."""
+    if "versions" not in run:
+        return " Versions: not recorded with this run (only the machine's latest were kept then)."
+    differ = {k: v for k, v in run["versions"].items() if v and header.get(k) != v}
+    return (" Versions of this run: " + ", ".join(f"{k} {v}" for k, v in differ.items()) + ".") if differ else ""
+
+
+def _suite_section(run, slug, results_dir, plot_vs_batch, series_from_results, md_dir, title="### Suite",
+                   header_versions: dict[str, Any] | None = None) -> list[str]:
+    header_versions = header_versions or {}
     s = run["settings"]
     lines = [
         f"{title} ({run['date'][:10]})",
@@ -355,7 +370,8 @@ def _suite_section(run, slug, results_dir, plot_vs_batch, series_from_results, m
         f"Settings: warm-up {s.get('warmup_ms')} ms, at least {s.get('duration_s')} s and {s.get('min_iterations')} "
         f"queries per point, threads {s.get('threads') or 'default'}, CUDA graph {s.get('cuda_graph')}, "
         f"transfers included {s.get('include_transfers')}, weights: {s.get('weights', 'n/a')}, INT8: {s.get('int8_flavour', 'n/a')}."
-        + (f" Load average when recorded: {', '.join(map(str, run['load_average']))} (1/5/15 min)." if run.get("load_average") else ""),
+        + (f" Load average when recorded: {', '.join(map(str, run['load_average']))} (1/5/15 min)." if run.get("load_average") else "")
+        + _versions_note(run, header_versions),
         "",
         "| model | backend | precision | batch | p50 ms | p90 ms | p99 ms | CV % | images/s | artifact |",
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",

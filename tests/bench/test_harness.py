@@ -189,6 +189,16 @@ def test_suite_appends_results_and_renders_markdown(tmp_path, monkeypatch):
     assert len(json.loads(f.read_text())["runs"]) == 2
     text = md.read_text()
     assert "### Suite (2099-01-01)" in text and text.count("### Suite") == 1
+    assert "Versions of this run" not in text  # the same versions as the header's
+
+    # a later run on other library versions moves the header; the earlier run names its own
+    newer = {**doc["machine"], "versions": {**doc["machine"]["versions"], "numpy": "0.0-test"}}
+    suite.record_ratios("later", [{"what": "x", "value": 1.0, "target": "", "verdict": "info"}], "n",
+                        results, md, machine=newer)
+    text = md.read_text()
+    assert "numpy 0.0-test" in text.split("### Suite")[0]  # the header: the latest run's versions
+    old_numpy = doc["machine"]["versions"]["numpy"]
+    assert f"Versions of this run: numpy {old_numpy}." in text.split("### Suite")[1]  # the suite's own
 
 
 # ------------------------------------------------------------------ the runner timing hook, the output folder
