@@ -445,10 +445,15 @@ def test_a_plan_on_a_machine_without_a_gpu_is_one_line_naming_it(tmp_path):
         pytest.skip("this machine has a GPU")
     plan = write_plan(tmp_path, frames_input=True)
     http, grpc, metrics = free_ports(3)
-    res = run_cli("serve", str(plan), "--no-faces", "--http-port", str(http), "--grpc-port", str(grpc),
-                  "--metrics-port", str(metrics))
-    assert_one_line_error(res, "tritonserver exited with status 1 before it was ready",
-                          "has kind KIND_GPU but no GPUs are available", "full log:")
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    res = subprocess.run([sys.executable, "-m", "corese_edge", "serve", str(plan), "--no-faces", "--http-port", str(http),
+                          "--grpc-port", str(grpc), "--metrics-port", str(metrics)],
+                         capture_output=True, text=True, timeout=180, env=dict(os.environ, TMPDIR=str(temp)))
+    line = assert_one_line_error(res, "tritonserver exited with status 1 before it was ready",
+                                 "has kind KIND_GPU but no GPUs are available", "full log:")
+    [log] = temp.glob("corese-serve-*/tritonserver.log")  # the failed start keeps its log, where the line says
+    assert str(log) in line and "no GPUs are available" in log.read_text()
 
 
 def test_without_any_triton_server_the_missing_extra_is_one_line(int8_onnx, tmp_path):
