@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import os
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -38,21 +37,11 @@ import numpy as np
 from corese_edge.bench.machine import describe, machine_info
 from corese_edge.bench.suite import output_paths, prepare_models, record_ratios
 from corese_edge.runtime import open_runner
+from corese_edge.serve.server import free_ports
 
 RESULTS_DIR, RESULTS_MD = output_paths(Path(__file__).resolve().parent)
 CONCURRENCY = (1, 4, 16)
 READY = "Ctrl-C or SIGTERM stops it"
-
-
-def free_ports(n: int) -> list[int]:
-    socks = [socket.socket() for _ in range(n)]
-    try:
-        for s in socks:
-            s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
 
 
 def in_process(artifact: Path, batches: list[int], seconds: float) -> dict[int, float]:

@@ -168,6 +168,19 @@ def port_in_use(host: str, port: int) -> bool:
     return False
 
 
+def free_ports(n: int, host: str = DEFAULT_HOST) -> list[int]:
+    """``n`` distinct ports on ``host`` that are free now (bound to port 0 together, then released;
+    another process may take one before it is used)."""
+    socks = [socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) for _ in range(n)]
+    try:
+        for s in socks:
+            s.bind((host, 0))
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
 def check_ports(host: str, ports: dict[str, int]) -> None:
     """One line for the first busy port, naming the option that moves it; also refuses duplicates."""
     seen: dict[int, str] = {}

@@ -313,42 +313,44 @@ def test_no_import_cycle_between_layers(edges):
     assert not cycles, "import cycles between layers:\n" + "\n".join(lines)
 
 
-def test_importing_the_runtime_loads_no_data_package_and_no_torch():
-    """What an app that embeds the runtime pays: every runtime module imported, and afterwards no
-    corese_edge.data / train / export / bench and no torch in ``sys.modules``."""
-    code = """
-import pkgutil, sys
-import corese_edge.runtime
-import corese_edge.runtime.classifier, corese_edge.runtime.inputs, corese_edge.runtime.preprocess
-for info in pkgutil.iter_modules(corese_edge.runtime.__path__, "corese_edge.runtime."):
-    __import__(info.name)
-heavy = ("torch", "torchvision", "timm", "albumentations")
-layers = ("corese_edge.data", "corese_edge.train", "corese_edge.export", "corese_edge.bench", "corese_edge.model")
-bad = sorted(m for m in sys.modules if m.split(".")[0] in heavy or m.startswith(layers))
-print("LOADED", bad)
+def loaded_after(imports: str, heavy: tuple[str, ...], layers: tuple[str, ...]) -> list[str]:
+    """The modules of ``heavy`` packages and corese_edge ``layers`` in ``sys.modules`` after a fresh
+    interpreter runs ``imports``."""
+    code = f"""
+import sys
+{imports}
+heavy = {heavy!r}
+layers = {layers!r}
+print("LOADED", sorted(m for m in sys.modules if m.split(".")[0] in heavy or m.startswith(layers)))
 """
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
                          cwd=PACKAGE_ROOT.parent)
     assert out.returncode == 0, out.stderr
-    assert "LOADED []" in out.stdout, out.stdout
+    [line] = [l for l in out.stdout.splitlines() if l.startswith("LOADED ")]
+    return ast.literal_eval(line[len("LOADED "):])
+
+
+def test_importing_the_runtime_loads_no_data_package_and_no_torch():
+    """What an app that embeds the runtime pays: every runtime module imported, and afterwards no
+    corese_edge.data / train / export / bench and no torch in ``sys.modules``."""
+    imports = """
+import pkgutil
+import corese_edge.runtime
+import corese_edge.runtime.classifier, corese_edge.runtime.inputs, corese_edge.runtime.preprocess
+for info in pkgutil.iter_modules(corese_edge.runtime.__path__, "corese_edge.runtime."):
+    __import__(info.name)
+"""
+    assert loaded_after(imports, ("torch", "torchvision", "timm", "albumentations"),
+                        ("corese_edge.data", "corese_edge.train", "corese_edge.export", "corese_edge.bench",
+                         "corese_edge.model")) == []
 
 
 def test_importing_the_client_loads_no_torch_and_no_export():
     """ExpressionClient is for apps that talk to a server: importing it loads no torch, no
     data / train / export / bench / serve package."""
-    code = """
-import sys
-import corese_edge.client
-heavy = ("torch", "torchvision", "timm", "albumentations", "onnx", "pytriton")
-layers = ("corese_edge.data", "corese_edge.train", "corese_edge.export", "corese_edge.bench", "corese_edge.model",
-          "corese_edge.serve")
-bad = sorted(m for m in sys.modules if m.split(".")[0] in heavy or m.startswith(layers))
-print("LOADED", bad)
-"""
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
-                         cwd=PACKAGE_ROOT.parent)
-    assert out.returncode == 0, out.stderr
-    assert "LOADED []" in out.stdout, out.stdout
+    assert loaded_after("import corese_edge.client", ("torch", "torchvision", "timm", "albumentations", "onnx", "pytriton"),
+                        ("corese_edge.data", "corese_edge.train", "corese_edge.export", "corese_edge.bench",
+                         "corese_edge.model", "corese_edge.serve")) == []
 
 
 def test_every_architecture_citation_names_a_section():

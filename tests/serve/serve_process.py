@@ -4,26 +4,15 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
 import time
 from pathlib import Path
 
+from corese_edge.serve.server import free_ports
+
 READY_LINE = "Ctrl-C or SIGTERM stops it"
-
-
-def free_ports(n: int) -> list[int]:
-    """``n`` distinct loopback ports free right now (bound to port 0 together, then released)."""
-    socks = [socket.socket() for _ in range(n)]
-    try:
-        for s in socks:
-            s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
 
 
 class ServeProcess:
