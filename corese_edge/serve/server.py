@@ -305,8 +305,10 @@ class TritonServer:
 
     def _get(self, path: str) -> int:
         host = f"[{self._probe_host}]" if ":" in self._probe_host else self._probe_host
+        # no proxy: an http_proxy in the environment must not stand between us and our own server
+        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
         try:
-            with urllib.request.urlopen(f"http://{host}:{self.ports['http']}{path}", timeout=2) as r:
+            with opener.open(f"http://{host}:{self.ports['http']}{path}", timeout=2) as r:
                 return r.status
         except urllib.error.HTTPError as exc:
             return exc.code

@@ -51,7 +51,10 @@ MAX_BATCH = 8
 
 @pytest.fixture(scope="module")
 def served(int8_onnx):
-    proc = ServeProcess(int8_onnx, "--max-batch", str(MAX_BATCH), "--max-queue-delay-us", "2000").wait_ready()
+    # a proxy that answers nothing: serve's readiness probe of its own server must not go through it
+    dead_proxy = f"http://127.0.0.1:{free_ports(1)[0]}"
+    env = dict(os.environ, http_proxy=dead_proxy, HTTP_PROXY=dead_proxy)
+    proc = ServeProcess(int8_onnx, "--max-batch", str(MAX_BATCH), "--max-queue-delay-us", "2000", env=env).wait_ready(120)
     yield proc
     assert proc.stop() == 0, "\n".join(proc.stdout + proc.stderr)
 
