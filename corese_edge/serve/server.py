@@ -241,6 +241,11 @@ def answered_everything(log: str) -> bool:
     return bool(counts) and counts[-1] == "0"
 
 
+def _url_host(host: str) -> str:
+    """``host`` as it stands in a URL or ``host:port`` (an IPv6 address in brackets)."""
+    return f"[{host}]" if ":" in host else host
+
+
 @dataclass
 class TritonServer:
     """A running ``tritonserver`` on ``repository`` (start with :meth:`start`, stop with :meth:`stop`)."""
@@ -255,11 +260,11 @@ class TritonServer:
     log_verbose: int = 0
     process: subprocess.Popen | None = None
     log_path: Path | None = None
+    backends: Path | None = None  # the bundled server's backend folder, made by start()
 
     @property
     def http_url(self) -> str:
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"http://{host}:{self.ports['http']}"
+        return f"http://{_url_host(self.host)}:{self.ports['http']}"
 
     @property
     def _probe_host(self) -> str:
@@ -275,8 +280,8 @@ class TritonServer:
                f"--exit-timeout-secs={self.exit_timeout_s}", "--exit-on-error=true", "--strict-readiness=true",
                f"--log-verbose={self.log_verbose}"]
         if self.binary.bundled:
-            assert self.workspace is not None
-            cmd.append(f"--backend-directory={prepare_backends(self.binary, self.workspace)}")
+            assert self.backends is not None, "start() prepares the bundled server's backends"
+            cmd.append(f"--backend-directory={self.backends}")
             caches = self.binary.package / "caches" if self.binary.package else None
             if caches is not None and caches.is_dir():
                 cmd.append(f"--cache-directory={caches}")
@@ -286,6 +291,8 @@ class TritonServer:
         check_ports(self.host, self.ports)
         workspace = self.workspace or Path(tempfile.mkdtemp(prefix="corese-serve-"))
         self.workspace = workspace
+        if self.binary.bundled:
+            self.backends = prepare_backends(self.binary, workspace)
         env = bundled_environment(self.binary) if self.binary.bundled else dict(os.environ)
         self.log_path = workspace / "tritonserver.log"
         log = open(self.log_path, "wb")
@@ -304,11 +311,10 @@ class TritonServer:
             return ""
 
     def _get(self, path: str) -> int:
-        host = f"[{self._probe_host}]" if ":" in self._probe_host else self._probe_host
         # no proxy: an http_proxy in the environment must not stand between us and our own server
         opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
         try:
-            with opener.open(f"http://{host}:{self.ports['http']}{path}", timeout=2) as r:
+            with opener.open(f"http://{_url_host(self._probe_host)}:{self.ports['http']}{path}", timeout=2) as r:
                 return r.status
         except urllib.error.HTTPError as exc:
             return exc.code
@@ -402,18 +408,23 @@ def _backend_for(binary: TritonBinary, asked: str) -> str:
     return asked
 
 
-def cpu_layout(backend: str, artifact: str | os.PathLike, instances: int | None, threads: int | None,
-               cores: int | None = None) -> tuple[int, int | None]:
-    """``(instances, threads per instance)`` for ``coresse``.
+#: runner backend -> (module, extra) the Python-backend coresse imports inside the bundled server
+_PYTHON_MODEL_NEEDS = {"ort": ("onnxruntime", "export"), "openvino": ("openvino", "openvino")}
 
-    What the user gave is kept.  Otherwise, for the Python backend on a CPU artifact (``.onnx``,
-    ``.xml``), two instances with half the cores each: one instance does the Python backend's
+
+def cpu_layout(backend: str, runner: str | None, instances: int | None, threads: int | None,
+               cores: int | None = None) -> tuple[int, int | None]:
+    """``(instances, threads per instance)`` for ``coresse``; ``runner``: the artifact's runner
+    backend (:func:`corese_edge.runtime.artifacts.format_of`), ``None`` when unknown.
+
+    What the user gave is kept.  Otherwise, for the Python backend on a CPU artifact (ONNX Runtime,
+    OpenVINO), two instances with half the cores each: one instance does the Python backend's
     request hop and its runner's compute one after the other, so two overlap them
     (``benchmarks/serve_load.py``: coresse-lite INT8 on 2 cores, 16 clients, 803 img/s with 2 x 1
     thread against 639 with 1 x 2 threads).  A plan, or a native backend, keeps one instance and
     its backend's own threads."""
     cores = cores or os.cpu_count() or 1
-    cpu = backend == "python" and not str(artifact).lower().endswith((".plan", ".engine"))
+    cpu = backend == "python" and runner in _PYTHON_MODEL_NEEDS
     if instances is None:
         instances = 2 if cpu and cores >= 2 else 1
     if threads is None and cpu:
@@ -421,17 +432,13 @@ def cpu_layout(backend: str, artifact: str | os.PathLike, instances: int | None,
     return instances, threads
 
 
-#: runner backend -> (module, extra) the Python-backend coresse imports inside the bundled server
-_PYTHON_MODEL_NEEDS = {"ort": ("onnxruntime", "export"), "openvino": ("openvino", "openvino")}
-
-
-def runtime_of_python_model(artifact: str | os.PathLike) -> None:
-    """Refuse, before Triton starts, an artifact whose runtime the bundled server's Python
-    environment (this one) lacks: one :class:`MissingExtra` line instead of a failed model load."""
+def runtime_of_python_model(artifact: str | os.PathLike, runner: str) -> None:
+    """Refuse, before Triton starts, an artifact whose runtime (``runner``, its runner backend) the
+    bundled server's Python environment (this one) lacks: one :class:`MissingExtra` line instead
+    of a failed model load."""
     from corese_edge.errors import require
-    from corese_edge.runtime.artifacts import format_of
 
-    need = _PYTHON_MODEL_NEEDS.get(format_of(artifact).backend)
+    need = _PYTHON_MODEL_NEEDS.get(runner)
     if need is not None:
         require(need[0], need[1], f"the Python-backend coresse runs {Path(artifact).name} with it")
 
@@ -445,9 +452,16 @@ def serve(artifact: str | os.PathLike, options: ServeOptions, echo: Callable[[st
     binary = find_tritonserver(options.tritonserver)
     backend = _backend_for(binary, options.backend)
     check_ports(options.host, options.ports)  # before the repository is written: a busy port costs nothing
-    if backend == "python" and Path(artifact).is_file():
-        runtime_of_python_model(artifact)  # a missing one is not worth writing a repository for
-    instances, threads = cpu_layout(backend, artifact, options.instances, options.threads)
+    from corese_edge.runtime.artifacts import format_of
+
+    # a missing file or an unknown format is package_triton's to name (read_artifact's line)
+    try:
+        runner = format_of(artifact).backend if Path(artifact).is_file() else None
+    except UserError:
+        runner = None
+    if backend == "python" and runner is not None:
+        runtime_of_python_model(artifact, runner)  # a missing one is not worth writing a repository for
+    instances, threads = cpu_layout(backend, runner, options.instances, options.threads)
     workspace = Path(tempfile.mkdtemp(prefix="corese-serve-"))
     root = Path(options.repository) if options.repository else workspace / "models"
     try:
@@ -488,7 +502,7 @@ def serve(artifact: str | os.PathLike, options: ServeOptions, echo: Callable[[st
              + (f" x {threads} thread{'s' if threads > 1 else ''}" if threads else ""))
         if "coresse_faces" in repo.models:
             echo(f"  {'coresse_faces':<14} image BYTES [1] (one JPEG or PNG) -> boxes, landmarks, scores, probabilities, labels")
-        host = server.http_url.split("//", 1)[1].rsplit(":", 1)[0]
+        host = _url_host(options.host)
         echo(f"  HTTP     {server.http_url}   (KServe v2: POST /v2/models/coresse/infer)")
         echo(f"  gRPC     {host}:{options.grpc_port}")
         echo(f"  metrics  http://{host}:{options.metrics_port}/metrics")

@@ -497,13 +497,14 @@ def test_server_failures_give_the_error_that_explains_them():
 
 
 def test_cpu_layout_defaults_and_what_the_user_gives():
-    assert server_mod.cpu_layout("python", "m.int8.onnx", None, None, cores=2) == (2, 1)
-    assert server_mod.cpu_layout("python", "m.xml", None, None, cores=8) == (2, 4)
-    assert server_mod.cpu_layout("python", "m.onnx", None, None, cores=1) == (1, 1)
-    assert server_mod.cpu_layout("python", "m.onnx", 3, None, cores=8) == (3, 2)
-    assert server_mod.cpu_layout("python", "m.onnx", 1, 2, cores=8) == (1, 2)
-    assert server_mod.cpu_layout("python", "m.int8.plan", None, None, cores=8) == (1, None)  # a GPU model
-    assert server_mod.cpu_layout("native", "m.onnx", None, None, cores=8) == (1, None)  # Triton's own backend
+    assert server_mod.cpu_layout("python", "ort", None, None, cores=2) == (2, 1)
+    assert server_mod.cpu_layout("python", "openvino", None, None, cores=8) == (2, 4)
+    assert server_mod.cpu_layout("python", "ort", None, None, cores=1) == (1, 1)
+    assert server_mod.cpu_layout("python", "ort", 3, None, cores=8) == (3, 2)
+    assert server_mod.cpu_layout("python", "ort", 1, 2, cores=8) == (1, 2)
+    assert server_mod.cpu_layout("python", "trt", None, None, cores=8) == (1, None)  # a GPU model
+    assert server_mod.cpu_layout("native", "ort", None, None, cores=8) == (1, None)  # Triton's own backend
+    assert server_mod.cpu_layout("python", None, None, None, cores=8) == (1, None)  # no artifact to read
 
 
 def test_the_command_binds_what_host_says_and_nothing_else(tmp_path):
