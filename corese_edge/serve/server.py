@@ -476,6 +476,7 @@ def serve(artifact: str | os.PathLike, options: ServeOptions, echo: Callable[[st
     server = TritonServer(binary, repo.root, list(repo.models), host=options.host, ports=options.ports,
                           workspace=workspace, exit_timeout_s=options.exit_timeout_s, log_verbose=options.log_verbose)
     received: list[int] = []
+    clean = False  # a stop with every request answered: the workspace (and its log) can go
 
     def forward(signum, _frame):
         received.append(signum)
@@ -491,7 +492,9 @@ def serve(artifact: str | os.PathLike, options: ServeOptions, echo: Callable[[st
             server.wait_ready(options.ready_timeout_s)
         except UserError:
             if received:  # stopped while it was starting: not a failure
-                return server.wait()
+                code = server.wait()
+                clean = code in (0, -signal.SIGTERM, -signal.SIGINT)
+                return code
             raise
         t = repo.tensors
         echo(f"Triton is serving {', '.join(repo.models)} from {repo.root} "
@@ -514,11 +517,12 @@ def serve(artifact: str | os.PathLike, options: ServeOptions, echo: Callable[[st
             echo(f"coresse: every request was answered; idle client connections kept Triton waiting "
                  f"for the whole --exit-timeout ({options.exit_timeout_s} s) before it stopped")
             code = 0
-        return 0 if received and code in (0, -signal.SIGTERM, -signal.SIGINT) else code
+        clean = code in (0, -signal.SIGTERM, -signal.SIGINT)
+        return 0 if received and clean else code
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)
         if server.process is not None and server.process.poll() is None:
             server.stop(kill_after_s=options.exit_timeout_s + 10)
-        if server.process is None or server.process.returncode in (0, -signal.SIGTERM, -signal.SIGINT):
+        if clean or server.process is None:
             shutil.rmtree(workspace, ignore_errors=True)  # kept after a failure: it holds the log

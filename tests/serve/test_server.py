@@ -373,12 +373,13 @@ def test_sigterm_answers_every_request_in_flight(int8_onnx, test_images, referen
         assert s.connect_ex(("127.0.0.1", proc.http)) != 0
 
 
-def test_an_idle_client_connection_delays_the_stop_but_it_is_still_clean(int8_onnx, test_images, reference):
+def test_an_idle_client_connection_delays_the_stop_but_it_is_still_clean(int8_onnx, test_images, reference, tmp_path):
     """Triton waits up to the exit timeout for open connections, then exits 1 although nothing was
-    in flight; serve reads that from Triton's log, says so, and exits 0."""
+    in flight; serve reads that from Triton's log, says so, exits 0 and removes its workspace."""
     import http.client
 
-    proc = ServeProcess(int8_onnx, "--no-faces", "--exit-timeout", "2").wait_ready()
+    proc = ServeProcess(int8_onnx, "--no-faces", "--exit-timeout", "2", env=dict(os.environ, TMPDIR=str(tmp_path))).wait_ready()
+    assert len(list(tmp_path.glob("corese-serve-*"))) == 1  # the workspace, while it serves
     frames = frames_of(test_images[:1], reference.preprocessing)
     body, headers = binary_request("frames", frames.shape, "UINT8", frames.tobytes())
     idle = http.client.HTTPConnection("127.0.0.1", proc.http, timeout=30)  # keep-alive, never closed in time
@@ -394,6 +395,7 @@ def test_an_idle_client_connection_delays_the_stop_but_it_is_still_clean(int8_on
         idle.close()
     assert any("every request was answered; idle client connections kept Triton waiting" in line
                for line in proc.stderr), proc.stderr
+    assert not list(tmp_path.glob("corese-serve-*"))  # a clean stop leaves nothing behind
 
 
 def test_answered_everything_reads_tritons_shutdown_log():
